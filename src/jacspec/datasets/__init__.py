@@ -1,0 +1,9 @@
+"""Embedded datasets and generators: nothing is downloaded at run time.
+
+Classification loaders return ``{"train": (x, y), "test": (x, y)}``, the form
+:class:`jacspec.Monitor` takes as ``data``.
+"""
+
+from jacspec.datasets.embedded import Splits, digits, synthetic_classification
+
+__all__ = ["Splits", "digits", "synthetic_classification"]

@@ -1,0 +1,279 @@
+"""The probe protocol: a :class:`Probe` measures a model and returns an ``xarray.Dataset``.
+
+A probe is a small stateful object (its configuration, perhaps a warm start) whose ``measure`` calls
+plain functions that hold the maths. The base class makes every subclass, built in or written by a
+user, *non-intrusive*: ``measure`` is wrapped so that it
+
+* checks its arguments (a module with parameters, a tensor input, labels when ``needs_labels``),
+* puts the model in the probe's ``mode`` (``"eval"`` by default) for the measurement,
+* restores afterwards, even when the probe raises: each module's ``training`` flag, every parameter's
+  ``requires_grad``, ``.grad`` (values and identity), the parameter values and buffers, forward and
+  backward hooks added during the call, the grad-mode switch and the global torch, numpy and Python
+  RNG states,
+* checks that the result is an ``xarray.Dataset`` and adds provenance attributes (jacspec and torch
+  versions, the probe's name and configuration as JSON).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import random
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from jacspec._attrs import netcdf_safe, provenance, to_json
+from jacspec._validation import check_input, check_labels, check_model, describe
+
+__all__ = ["Probe", "preserve_model_state", "probe_generator"]
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks_with_kwargs",
+)
+
+_local = threading.local()
+
+
+def _hook_keys(model: nn.Module) -> list[tuple[nn.Module, str, set]]:
+    saved = []
+    for module in model.modules():
+        for attr in _HOOK_DICTS:
+            hooks = getattr(module, attr, None)
+            if hooks is not None:
+                saved.append((module, attr, set(hooks.keys())))
+    return saved
+
+
+def _global_hook_keys() -> list[tuple[dict, set]]:
+    from torch.nn.modules import module as module_mod
+
+    saved = []
+    for attr in dir(module_mod):
+        if attr.startswith("_global_") and attr.endswith("hooks"):
+            hooks = getattr(module_mod, attr)
+            if isinstance(hooks, dict):
+                saved.append((hooks, set(hooks.keys())))
+    return saved
+
+
+@contextlib.contextmanager
+def preserve_model_state(model: nn.Module, mode: str | None = "eval") -> Iterator[nn.Module]:
+    """Context manager that leaves ``model`` and the global RNGs exactly as it found them.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to protect.
+    mode : {"eval", "train", None}
+        Mode to put the model in inside the block (``None`` keeps the current mode).
+
+    Notes
+    -----
+    Restored on exit, also on error: module ``training`` flags, ``requires_grad``, parameter values,
+    ``.grad`` (same tensor object, same values), buffers (e.g. BatchNorm running statistics), hooks
+    added to any submodule or globally, ``torch.is_grad_enabled()``, the torch default dtype, and the
+    torch (CPU and initialised CUDA devices), numpy and Python global RNG states.
+    """
+    if mode not in ("eval", "train", None):
+        raise ValueError(f"`mode` must be one of 'eval', 'train' or None, but got {mode!r}.")
+    training = [(module, module.training) for module in model.modules()]
+    params = list(model.parameters())
+    requires_grad = [p.requires_grad for p in params]
+    values = [p.detach().clone() for p in params]
+    grads = [(p.grad, None if p.grad is None else p.grad.detach().clone()) for p in params]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    hooks = _hook_keys(model)
+    global_hooks = _global_hook_keys()
+    grad_enabled = torch.is_grad_enabled()
+    default_dtype = torch.get_default_dtype()
+    torch_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    numpy_rng = np.random.get_state()
+    python_rng = random.getstate()
+    try:
+        if mode == "eval":
+            model.eval()
+        elif mode == "train":
+            model.train()
+        yield model
+    finally:
+        for hook_dict, keys in global_hooks:
+            for key in [k for k in hook_dict if k not in keys]:
+                del hook_dict[key]
+        for module, attr, keys in hooks:
+            hook_dict = getattr(module, attr)
+            for key in [k for k in hook_dict if k not in keys]:
+                del hook_dict[key]
+        with torch.no_grad():
+            for p, flag, value in zip(params, requires_grad, values):
+                if not torch.equal(p, value):
+                    p.copy_(value)
+                p.requires_grad_(flag)
+            for p, (grad, saved) in zip(params, grads):
+                if grad is None:
+                    p.grad = None
+                else:
+                    if not torch.equal(grad, saved):
+                        grad.copy_(saved)
+                    p.grad = grad
+            for buffer, saved in buffers:
+                if not torch.equal(buffer, saved):
+                    buffer.copy_(saved)
+        for module, flag in training:
+            module.training = flag
+        torch.set_grad_enabled(grad_enabled)
+        torch.set_default_dtype(default_dtype)
+        torch.set_rng_state(torch_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        np.random.set_state(numpy_rng)
+        random.setstate(python_rng)
+
+
+def probe_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A private ``torch.Generator`` for a probe's randomness (never the global RNG)."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return generator
+
+
+def _guarded(measure):
+    """Wrap a subclass's ``measure`` with argument checks, state restoration and provenance."""
+
+    @functools.wraps(measure)
+    def wrapper(self: Probe, model: nn.Module, x: Any = None, y: Any = None, **kwargs: Any) -> xr.Dataset:
+        depth = getattr(_local, "depth", 0)
+        if depth > 0:  # a probe calling another probe's measure: the outer call guards
+            return measure(self, model, x, y, **kwargs)
+        check_model(model, need_parameters=self.needs_parameters)
+        if x is not None:
+            x = check_input(x, model, need_float=self.needs_input_grad)
+        elif self.needs_input:
+            raise ValueError(
+                f"Probe {self.name!r} needs an input batch: pass `x`, a tensor with examples along the "
+                "first dimension (got None)."
+            )
+        if self.needs_labels:
+            y = check_labels(y, None if x is None else x.shape[0], probe=self.name)
+        elif y is not None:
+            if not isinstance(y, torch.Tensor):
+                raise TypeError(f"`y` must be a torch.Tensor or None, but got {describe(y)}.")
+            if x is not None and y.shape[:1] != x.shape[:1]:
+                raise ValueError(
+                    f"`y` must have one entry per example of `x` ({x.shape[0]}), but got shape {tuple(y.shape)}."
+                )
+        if y is not None and x is not None:
+            y = y.to(x.device)
+        _local.depth = depth + 1
+        try:
+            with preserve_model_state(model, mode=getattr(self, "mode", "eval")):
+                result = measure(self, model, x, y, **kwargs)
+        finally:
+            _local.depth = depth
+        if not isinstance(result, xr.Dataset):
+            raise TypeError(
+                f"{type(self).__name__}.measure must return an xarray.Dataset, but returned "
+                f"{describe(result)}."
+            )
+        attrs = dict(provenance())
+        attrs["probe"] = self.name
+        attrs["probe_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        attrs["probe_config"] = to_json(self.config())
+        attrs.update(result.attrs)
+        result.attrs = netcdf_safe(attrs)
+        return result
+
+    wrapper._jacspec_guarded = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+class Probe:
+    """Base class of every probe.
+
+    Subclasses set :attr:`name` and implement ``measure(model, x=None, y=None) -> xarray.Dataset``.
+    The base class wraps ``measure`` so that it checks its arguments, runs in :attr:`mode` and leaves
+    the model, its gradients, hooks and the global RNG states untouched (see
+    :func:`preserve_model_state`), and adds provenance attributes to the result.
+
+    Attributes
+    ----------
+    name : str
+        Group name of the probe's results in a run file (snake_case).
+    needs_input : bool
+        ``measure`` needs an input batch ``x`` (False for weight-only probes such as SpectralNorm).
+    needs_labels : bool
+        ``measure`` needs integer class labels ``y``.
+    needs_input_grad : bool
+        ``x`` must be floating point (a derivative with respect to the input is taken).
+    needs_parameters : bool
+        The model must have parameters.
+    mode : {"eval", "train"}
+        Mode the model is put in for the measurement (restored afterwards).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from jacspec.probes import Probe
+    >>> class WeightNorm(Probe):
+    ...     name = "weight_norm"
+    ...     needs_input = False
+    ...     def measure(self, model, x=None, y=None):
+    ...         norms = [float(p.norm()) for p in model.parameters()]
+    ...         return xr.Dataset({"weight_norm": ("parameter", norms)})
+    """
+
+    name: ClassVar[str] = "probe"
+    needs_input: ClassVar[bool] = True
+    needs_labels: ClassVar[bool] = False
+    needs_input_grad: ClassVar[bool] = False
+    needs_parameters: ClassVar[bool] = True
+    mode: str = "eval"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        measure = cls.__dict__.get("measure")
+        if measure is not None and not getattr(measure, "_jacspec_guarded", False):
+            cls.measure = _guarded(measure)  # type: ignore[method-assign]
+
+    def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
+        """Measure ``model`` (on ``x``, with labels ``y`` where needed) and return a Dataset."""
+        raise NotImplementedError(f"{type(self).__name__} must implement measure(model, x=None, y=None).")
+
+    def config(self) -> dict[str, Any]:
+        """The probe's configuration: the ``__init__`` arguments, read back from attributes."""
+        config: dict[str, Any] = {}
+        try:
+            signature = inspect.signature(type(self).__init__)
+        except (TypeError, ValueError):  # pragma: no cover
+            return config
+        for pname, param in signature.parameters.items():
+            if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            if hasattr(self, pname):
+                config[pname] = getattr(self, pname)
+            elif hasattr(self, "_" + pname):
+                config[pname] = getattr(self, "_" + pname)
+        return config
+
+    def reset(self) -> None:
+        """Forget state carried between calls (warm starts, accumulators). Default: nothing."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
