@@ -1,10 +1,11 @@
 import pytest
 import torch
 from torch import nn
-from zoo import assert_no_hooks, cnn, mlp
 
 from jacspec.probes import SpectralNorm
 from jacspec.probes.spectral_norm import power_iteration, weight_matrices
+
+from zoo import assert_no_hooks, cnn, mlp
 
 
 @pytest.mark.parametrize("build", [mlp, cnn], ids=["mlp", "cnn"])

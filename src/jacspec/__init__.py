@@ -22,7 +22,16 @@ _LAZY_ATTRS = {
     "open_run": "jacspec.store",
 }
 _SUBMODULES = {
-    "probes", "fit", "estimators", "kernels", "datasets", "plot", "store", "monitor", "cli", "fourier",
+    "probes",
+    "fit",
+    "estimators",
+    "kernels",
+    "datasets",
+    "plot",
+    "store",
+    "monitor",
+    "cli",
+    "fourier",
     "information",
 }
 

@@ -54,8 +54,10 @@ def netcdf_value(value: Any) -> Any:
         return value
     if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iuf":
         return value
-    if isinstance(value, (list, tuple)) and value and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ):
         return list(value)
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):

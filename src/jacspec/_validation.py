@@ -91,8 +91,7 @@ def check_input(
         )
     if x.dim() < min_dim:
         raise ValueError(
-            f"`{argument}` must have at least {min_dim} dimension(s) (examples first), but got shape "
-            f"{tuple(x.shape)}."
+            f"`{argument}` must have at least {min_dim} dimension(s) (examples first), but got shape {tuple(x.shape)}."
         )
     if x.shape[0] == 0:
         raise ValueError(f"`{argument}` must hold at least one example, but got shape {tuple(x.shape)}.")
@@ -134,7 +133,6 @@ def check_labels(
         raise ValueError(f"`{argument}` must have one label per example ({n}), but got {y.shape[0]}.")
     if n_classes is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
         raise ValueError(
-            f"`{argument}` must hold labels in [0, {n_classes}), but got values in "
-            f"[{int(y.min())}, {int(y.max())}]."
+            f"`{argument}` must hold labels in [0, {n_classes}), but got values in [{int(y.min())}, {int(y.max())}]."
         )
     return y

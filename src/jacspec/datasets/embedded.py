@@ -49,9 +49,7 @@ def digits(test_size: float = 0.25, seed: int = 0, dtype: torch.dtype = torch.fl
     bunch = load_digits()
     x = bunch.data.astype(np.float64) / 16.0
     y = bunch.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_size, random_state=seed, stratify=y
-    )
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
     return _to_splits(x_train, y_train, x_test, y_test, dtype)
 
 
@@ -92,7 +90,5 @@ def synthetic_classification(
         random_state=seed,
     )
     x = (x - x.mean(axis=0)) / x.std(axis=0)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_size, random_state=seed, stratify=y
-    )
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
     return _to_splits(x_train, y_train, x_test, y_test, dtype)

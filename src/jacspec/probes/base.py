@@ -188,8 +188,7 @@ def _guarded(measure):
             _local.depth = depth
         if not isinstance(result, xr.Dataset):
             raise TypeError(
-                f"{type(self).__name__}.measure must return an xarray.Dataset, but returned "
-                f"{describe(result)}."
+                f"{type(self).__name__}.measure must return an xarray.Dataset, but returned {describe(result)}."
             )
         attrs = dict(provenance())
         attrs["probe"] = self.name
