@@ -5,5 +5,21 @@ Classification loaders return ``{"train": (x, y), "test": (x, y)}``, the form
 """
 
 from jacspec.datasets.embedded import Splits, digits, synthetic_classification
+from jacspec.datasets.noise import (
+    dataset_noise,
+    digits_dataset_noise,
+    pca_compress,
+    symmetric_label_noise,
+    with_label_noise,
+)
 
-__all__ = ["Splits", "digits", "synthetic_classification"]
+__all__ = [
+    "Splits",
+    "digits",
+    "synthetic_classification",
+    "dataset_noise",
+    "digits_dataset_noise",
+    "pca_compress",
+    "symmetric_label_noise",
+    "with_label_noise",
+]
