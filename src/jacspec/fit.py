@@ -75,8 +75,9 @@ class LognormalFit:
     mu, sigma : float
         Mean and standard deviation of ``log X`` (scipy's ``scale = exp(mu)``, shape ``s = sigma``).
     r2 : float
-        R² of the least-squares line through the lognormal probability plot
-        (``scipy.stats.probplot(values, (sigma,), dist="lognorm")``), 1 for a perfect lognormal.
+        R² of the least-squares line through the lognormal probability plot on log axes, i.e. the
+        normal probability plot of ``log values`` (``scipy.stats.probplot(log(values), dist="norm")``);
+        1 for a perfect lognormal. (On linear axes the few largest values dominate the R².)
     n : int
         Number of values.
     log_likelihood : float
@@ -133,7 +134,7 @@ def lognormal(values) -> LognormalFit:
     sigma = float(np.sqrt(np.mean((logs - mu) ** 2)))
     if sigma == 0.0:
         return LognormalFit(mu=mu, sigma=0.0, r2=math.nan, n=x.size, log_likelihood=math.inf)
-    (_, _), (_, _, r) = stats.probplot(x, sparams=(sigma,), dist="lognorm", fit=True)
+    (_, _), (_, _, r) = stats.probplot(logs, dist="norm", fit=True)
     log_likelihood = float(stats.lognorm.logpdf(x, sigma, loc=0, scale=math.exp(mu)).sum())
     return LognormalFit(mu=mu, sigma=sigma, r2=float(r**2), n=x.size, log_likelihood=log_likelihood)
 
