@@ -1,0 +1,188 @@
+"""Benchmark: point-Jacobian singular values, the paper's loop vs vmap(jacrev) vs jacspec.
+
+Cases (float32, random weights and inputs, eval mode, 2 threads):
+
+* ``mlp``: MLP 784-512-512-512-10 (ReLU), 2000 examples (the issue's target case);
+* ``cnn``: a small CNN on 1×28×28 inputs (conv5-16, pool, conv5-32, pool, linear 10), 500 examples.
+
+Methods:
+
+* ``paper``: the seed paper's method (000, 8.5): ``torch.autograd.functional.jacobian`` per example,
+  then ``torch.linalg.svdvals``. It is linear in n, so by default it is timed on the first
+  ``--paper-examples`` examples and its time scaled to n (pass ``--full`` to time all of them);
+* ``vmap_svdvals``: the best public recipe, ``torch.func.vmap(torch.func.jacrev(f))`` over examples then
+  ``torch.linalg.svdvals`` on the batch;
+* ``jacspec``: ``PointJacobian().measure(model, x)`` (batched Jacobians, float64 Gram spectrum, chunks).
+
+Each method runs in its own subprocess so that its peak resident memory (``ru_maxrss`` minus the RSS
+after building model and data) is its own. Agreement is the largest relative difference of the
+singular values with the paper's method on the examples it computed.
+
+Run: ``PYTHONPATH=src python benchmarks/point_jacobian.py`` (about 1–2 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+CASES = {"mlp": 2000, "cnn": 500}
+METHODS = ["paper", "vmap_svdvals", "jacspec"]
+
+
+def build(case: str, n: int) -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    if case == "mlp":
+        model = nn.Sequential(
+            nn.Linear(784, 512),
+            nn.ReLU(),
+            nn.Linear(512, 512),
+            nn.ReLU(),
+            nn.Linear(512, 512),
+            nn.ReLU(),
+            nn.Linear(512, 10),
+        )
+        x = torch.randn(n, 784)
+    elif case == "cnn":
+        model = nn.Sequential(
+            nn.Conv2d(1, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(512, 10),
+        )
+        x = torch.randn(n, 1, 28, 28)
+    else:
+        raise ValueError(f"unknown case {case!r}; choose from {sorted(CASES)}")
+    return model.eval(), x
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_one(case: str, method: str, n: int, paper_examples: int) -> dict:
+    torch.set_num_threads(2)
+    model, x = build(case, n)
+    timed_n = min(n, paper_examples) if method == "paper" else n
+    xs = x[:timed_n]
+    baseline = _rss_mib()
+    start = time.perf_counter()
+    if method == "paper":
+        from jacspec.probes.point_jacobian import per_example_singular_values
+
+        sigma = per_example_singular_values(model, xs).double()
+    elif method == "vmap_svdvals":
+        from torch.func import jacrev, vmap
+
+        def single(xi):
+            return model(xi.unsqueeze(0))[0]
+
+        jac = vmap(jacrev(single))(xs)
+        sigma = torch.linalg.svdvals(jac.reshape(timed_n, jac.shape[1], -1)).double()
+    elif method == "jacspec":
+        from jacspec.probes import PointJacobian
+
+        sigma = torch.as_tensor(PointJacobian().measure(model, xs)["singular_values"].values)
+    else:
+        raise ValueError(method)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline
+    return {
+        "case": case,
+        "method": method,
+        "n": n,
+        "timed_n": timed_n,
+        "seconds": seconds,
+        "seconds_for_n": seconds * n / timed_n,
+        "peak_mib": max(peak, 0.0),
+        "sigma_head": sigma[: min(timed_n, paper_examples)].detach().numpy().tolist(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--paper-examples", type=int, default=100, help="examples the paper's loop is timed on")
+    parser.add_argument("--full", action="store_true", help="time the paper's loop on all examples")
+    parser.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        case, method = args.worker
+        n = CASES[case]
+        result = run_one(case, method, n, n if args.full else args.paper_examples)
+        print("RESULT " + json.dumps(result))
+        return
+
+    rows = []
+    for case in args.cases:
+        results = {}
+        for method in METHODS:
+            command = [sys.executable, __file__, "--worker", case, method, "--paper-examples", str(args.paper_examples)]
+            if args.full:
+                command.append("--full")
+            out = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+            if out.returncode != 0:
+                raise RuntimeError(f"worker {case}/{method} failed:\n{out.stderr}")
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+            results[method] = json.loads(line[len("RESULT ") :])
+        reference = np.asarray(results["paper"]["sigma_head"])
+        for method in METHODS:
+            r = results[method]
+            head = np.asarray(r["sigma_head"])[: reference.shape[0]]
+            rel = float(np.max(np.abs(head - reference) / np.maximum(np.abs(reference), 1e-30)))
+            rows.append(
+                {
+                    "case": case,
+                    "method": method,
+                    "n": r["n"],
+                    "timed": r["timed_n"],
+                    "time_s": r["seconds_for_n"],
+                    "peak_mib": r["peak_mib"],
+                    "speedup": results["paper"]["seconds_for_n"] / r["seconds_for_n"],
+                    "max_rel_diff": rel,
+                }
+            )
+
+    header = ["case", "method", "examples", "timed on", "time (s)", "peak mem (MiB)", "× paper", "max rel. diff"]
+    lines = []
+    for row in rows:
+        lines.append(
+            [
+                row["case"],
+                row["method"],
+                str(row["n"]),
+                str(row["timed"]),
+                f"{row['time_s']:.2f}" + ("*" if row["timed"] < row["n"] else ""),
+                f"{row['peak_mib']:.0f}",
+                f"{row['speedup']:.1f}",
+                f"{row['max_rel_diff']:.1e}",
+            ]
+        )
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for line in lines:
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths)))
+    print(f"\n* timed on the first {args.paper_examples} examples and scaled linearly to all examples.")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads in the parent, 2 in each worker.\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(" --- " for _ in header) + "|")
+    for line in lines:
+        print("| " + " | ".join(line) + " |")
+
+
+if __name__ == "__main__":
+    main()
