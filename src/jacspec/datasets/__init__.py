@@ -5,5 +5,6 @@ Classification loaders return ``{"train": (x, y), "test": (x, y)}``, the form
 """
 
 from jacspec.datasets.embedded import Splits, digits, synthetic_classification
+from jacspec.datasets.files import cifar10, mnist, read_idx
 
-__all__ = ["Splits", "digits", "synthetic_classification"]
+__all__ = ["Splits", "cifar10", "digits", "mnist", "read_idx", "synthetic_classification"]
