@@ -5,6 +5,7 @@ Classification loaders return ``{"train": (x, y), "test": (x, y)}``, the form
 """
 
 from jacspec.datasets.embedded import Splits, digits, synthetic_classification
+from jacspec.datasets.files import cifar10, mnist, read_idx
 from jacspec.datasets.noise import (
     dataset_noise,
     digits_dataset_noise,
@@ -15,7 +16,10 @@ from jacspec.datasets.noise import (
 
 __all__ = [
     "Splits",
+    "cifar10",
     "digits",
+    "mnist",
+    "read_idx",
     "synthetic_classification",
     "dataset_noise",
     "digits_dataset_noise",

@@ -1,3 +1,5 @@
-"""Figures of probe results (matplotlib, imported lazily by each function)."""
+"""Figures of probe results (matplotlib is imported inside each function)."""
 
-__all__: list[str] = []
+from jacspec.plot.run import curves, plot_run
+
+__all__ = ["curves", "plot_run"]
