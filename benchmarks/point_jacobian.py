@@ -15,9 +15,9 @@ Methods:
 * ``jacspec``: ``PointJacobian().measure(model, x)`` (batched Jacobians, float64 Gram spectrum, chunks).
 
 Wall time is what a user waits; CPU time (user + system of the worker process) is less sensitive to
-other jobs on a shared machine. Each method runs in its own subprocess so that its peak resident memory (``ru_maxrss`` minus the RSS
-after building model and data) is its own. Agreement is the largest relative difference of the
-singular values with the paper's method on the examples it computed.
+other jobs on a shared machine. Each method runs in its own subprocess so that its peak resident memory
+(``ru_maxrss`` minus the RSS after building model and data) is its own. Agreement is the largest
+relative difference of the singular values with the paper's method on the examples it computed.
 
 Run: ``PYTHONPATH=src python benchmarks/point_jacobian.py`` (about 1–2 minutes on 2 cores).
 """
