@@ -271,3 +271,13 @@ def test_float_input_dtype_mismatch():
     model = nn.Sequential(nn.Linear(3, 2)).double()
     with pytest.raises(TypeError, match="dtype"):
         PointJacobian().measure(model, torch.randn(2, 3))
+
+
+def test_huge_finite_jacobian_is_not_flagged():
+    # entries near the float64 maximum overflow a sum but are finite: the screen must confirm per entry
+    jac = torch.zeros((2, 2, 3), dtype=torch.float64)
+    jac[:, 0, :2] = torch.tensor([1e308, 0.9e308], dtype=torch.float64)  # sum overflows, σ = 1.35e308 does not
+    jac[1, 1, 2] = math.inf
+    sigma = jacobian_singular_values(jac, method="svd")
+    assert torch.isfinite(sigma[0]).all() and torch.isnan(sigma[1]).all()
+    assert sigma[0, 0].item() == pytest.approx(math.hypot(1.0, 0.9) * 1e308)

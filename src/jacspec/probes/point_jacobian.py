@@ -166,13 +166,19 @@ def jacobian_singular_values(jacobians: torch.Tensor, method: SpectrumMethod = "
     n, c, d = jacobians.shape
     k = min(c, d)
     jac = jacobians.detach().to(torch.float64)
-    finite = torch.isfinite(jac).flatten(1).all(dim=1)
+    # a NaN or inf entry makes the example's float64 sum non-finite: a cheap screen, confirmed entry by
+    # entry only for the flagged examples (a huge but finite float64 Jacobian can overflow its sum)
+    finite = torch.isfinite(jac.sum(dim=(1, 2)))
+    if not bool(finite.all()):
+        flagged = torch.nonzero(~finite).flatten()
+        finite[flagged] = torch.isfinite(jac[flagged]).flatten(1).all(dim=1)
     if not bool(finite.all()):
         jac = torch.where(finite[:, None, None], jac, torch.zeros((), dtype=jac.dtype, device=jac.device))
     if method == "auto":
         method = "gram" if max(c, d) >= 4 * k else "svd"
     if method == "svd":
-        sigma = torch.linalg.svdvals(jac)
+        # LAPACK is far faster on tall than on wide matrices (measured 80× for 10×784): use Jᵀ when c < d
+        sigma = torch.linalg.svdvals(jac if c >= d else jac.transpose(1, 2))
     else:
         small = jac if c <= d else jac.transpose(1, 2)  # (n, k, m), k ≤ m
         gram = small @ small.transpose(1, 2)  # (n, k, k)
