@@ -148,9 +148,11 @@ def jacobian_singular_values(jacobians: torch.Tensor, method: SpectrumMethod = "
     jacobians : torch.Tensor
         Shape ``(n, c, d)``.
     method : {"auto", "gram", "svd"}
-        ``"gram"``: eigenvectors ``u_i`` of the smaller Gram matrix ``G = J Jᵀ`` (or ``JᵀJ`` when
-        ``d < c``) in float64, then ``σ_i = ‖Jᵀ u_i‖`` (equal to ``sqrt(λ_i(G))`` in exact arithmetic,
-        and accurate for small σ); ``"svd"``: ``torch.linalg.svdvals`` in float64; ``"auto"``: ``"gram"``
+        ``"gram"``: the smaller Gram matrix ``G = J Jᵀ`` (or ``JᵀJ`` when ``d < c``) in float64; for
+        float64 Jacobians ``σ_i = ‖Jᵀ u_i‖`` with ``u_i`` the eigenvectors of ``G`` (equal to
+        ``sqrt(λ_i(G))`` in exact arithmetic, and accurate for small σ), for float32 Jacobians
+        ``sqrt(λ_i(G))`` from ``eigvalsh`` (products of float32 numbers are exact in float64, so this is
+        as accurate as the float32 data); ``"svd"``: ``torch.linalg.svdvals`` in float64; ``"auto"``: ``"gram"``
         when ``max(c, d) ≥ 4·min(c, d)``, else ``"svd"``.
 
     Returns
@@ -165,6 +167,9 @@ def jacobian_singular_values(jacobians: torch.Tensor, method: SpectrumMethod = "
         raise ValueError(f"`method` must be one of 'auto', 'gram' or 'svd', but got {method!r}.")
     n, c, d = jacobians.shape
     k = min(c, d)
+    # float32 (or lower) Jacobians: their products are exact in float64, so sqrt(eigvalsh(G)) is already
+    # as accurate as the data; float64 Jacobians get the ‖Jᵀ u_i‖ refinement for small σ
+    refine = jacobians.dtype == torch.float64
     jac = jacobians.detach().to(torch.float64)
     # a NaN or inf entry makes the example's float64 sum non-finite: a cheap screen, confirmed entry by
     # entry only for the flagged examples (a huge but finite float64 Jacobian can overflow its sum)
@@ -181,9 +186,12 @@ def jacobian_singular_values(jacobians: torch.Tensor, method: SpectrumMethod = "
         sigma = torch.linalg.svdvals(jac if c >= d else jac.transpose(1, 2))
     else:
         small = jac if c <= d else jac.transpose(1, 2)  # (n, k, m), k ≤ m
-        gram = small @ small.transpose(1, 2)  # (n, k, k)
-        _, vectors = torch.linalg.eigh(gram)
-        sigma = torch.linalg.vector_norm(small.transpose(1, 2) @ vectors, dim=1)  # ‖Jᵀ u_i‖
+        gram = small @ small.transpose(1, 2)  # (n, k, k), float64
+        if refine:
+            _, vectors = torch.linalg.eigh(gram)
+            sigma = torch.linalg.vector_norm(small.transpose(1, 2) @ vectors, dim=1)  # ‖Jᵀ u_i‖
+        else:
+            sigma = torch.linalg.eigvalsh(gram).clamp_min(0.0).sqrt()
         sigma = torch.sort(sigma, dim=1, descending=True).values
     sigma = sigma[:, :k]
     if not bool(finite.all()):
