@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     parser.add_argument("--paper-examples", type=int, default=60, help="examples the paper's loop is timed on")
     parser.add_argument("--full", action="store_true", help="time the paper's loop on all examples")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per method; the fastest is reported")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per method; the fastest is reported")
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
