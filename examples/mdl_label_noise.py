@@ -11,7 +11,7 @@ epochs and writes one run file per setting.
 Expected from the paper (4.4, 5.1, 5.2): the mean log singular value on the training set rises with
 p; spectra are bimodal, with a lognormal fitted to each mode.
 
-Run the full experiment (about 5 minutes on 2 cores)::
+Run the full experiment (3–7 minutes on 2 busy cores)::
 
     PYTHONPATH=src python examples/mdl_label_noise.py --out runs/mdl_label_noise
 
