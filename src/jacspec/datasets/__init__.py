@@ -5,5 +5,7 @@ Classification loaders return ``{"train": (x, y), "test": (x, y)}``, the form
 """
 
 from jacspec.datasets.embedded import Splits, digits, synthetic_classification
+from jacspec.datasets.fourier import embed_curve, flower_curve, radial_wave, spectral_bias_data, sum_of_sines
 
 __all__ = ["Splits", "digits", "synthetic_classification"]
+__all__ += ["embed_curve", "flower_curve", "radial_wave", "spectral_bias_data", "sum_of_sines"]
