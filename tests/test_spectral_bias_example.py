@@ -60,3 +60,23 @@ def test_learning_step(example):
     out = example.learning_step(values)
     assert out.sel(target_frequency=5).item() == 10
     assert out.sel(target_frequency=50).item() == math.inf
+
+
+@pytest.fixture(scope="module")
+def manifold_example():
+    path = EXAMPLE.parent / "manifold_kernel_spectra.py"
+    spec = importlib.util.spec_from_file_location("manifold_kernel_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reduced_manifold_and_kernel_spectra(manifold_example):
+    # more petals: more of the same network's energy at latent frequencies ≥ 10 (paper 002, eq. 15)
+    spectra = manifold_example.manifold_spectra(petals=(0, 16), n_points=200, width=32)
+    high = {L: float((a.values[10:] ** 2).sum() / (a.values[1:] ** 2).sum()) for L, a in spectra.items()}
+    assert high[16] > 5 * high[0]
+    # a faster radial wave puts its energy at higher kernel eigen-indices
+    kernel = manifold_example.kernel_spectra(ks=(2, 32), n_samples=150)
+    half = {k: int(np.searchsorted(manifold_example.cumulative_energy(a).values, 0.5)) for k, a in kernel.items()}
+    assert half[32] > half[2] + 20

@@ -254,8 +254,8 @@ class FourierSpectrum(Probe):
                     f"`x` must hold at least 2 examples for a kernel spectrum, but got shape {tuple(x.shape)}."
                 )
             return x[: self.max_samples]
-        z_grid = fourier.grid(self.n_points, self.interval, 1, dtype=dtype, device=device)
         if self.curve is not None:
+            z_grid = fourier.grid(self.n_points, self.interval, 1, dtype=dtype, device=device)
             try:
                 pts = self.curve(z_grid[:, 0])
             except Exception as err:
