@@ -454,3 +454,11 @@ def test_kernel_basis_needs_x_and_grid_size_is_bounded():
         FourierSpectrum(basis="kernel").measure(model)
     with pytest.raises(ValueError, match="max_grid_points"):
         FourierSpectrum().measure(model)
+
+
+def test_needs_input_only_in_the_kernel_basis():
+    # the grid probe builds its own input (api.md: FourierSpectrum().measure(model)); the kernel one needs x
+    assert FourierSpectrum.needs_input is False
+    assert FourierSpectrum().needs_input is False
+    assert FourierSpectrum(curve=flower_curve(2)).needs_input is False
+    assert FourierSpectrum(basis="kernel").needs_input is True

@@ -230,6 +230,8 @@ class FourierSpectrum(Probe):
         self.batch_size = _positive_int(batch_size, "batch_size")
         self.max_grid_points = _positive_int(max_grid_points, "max_grid_points")
         self.progress = bool(progress)
+        # the kernel basis projects on a data sample: this instance needs `x` (the Monitor reads the flag)
+        self.needs_input = basis == "kernel"
         self._eigen_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
     def reset(self) -> None:
