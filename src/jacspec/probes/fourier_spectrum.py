@@ -66,6 +66,9 @@ class FourierSpectrum(Probe):
 
         amplitude[k] = (2 − [k = 0] − [k = N/2]) · |Σ_n f(z_n) e^{−2πikn/N}| / N,   z_n = a + n (b − a)/N
 
+    In the grid basis an ``x`` passed to ``measure`` is ignored (the probe's grid is the input), so a
+    :class:`~jacspec.Monitor` may pass its data splits to every probe; ``needs_input`` is False.
+
     * **Multi-dimensional grids** (``input_dim = d > 1``): ``N^d`` points, ``torch.fft.rfftn``, and the
       spectrum summed over shells ``round(|k|) = r`` (``amplitude``; a plane wave of amplitude A reads A)
       and averaged over them (``radial_mean_amplitude``); see :func:`jacspec.fourier.radial_amplitude`.
@@ -75,7 +78,9 @@ class FourierSpectrum(Probe):
       outputs ``f = (f(x_1), …, f(x_n))`` on the sample ``x`` passed to ``measure`` are projected on the
       eigenvectors ``v_j`` of ``K_ij = exp(−‖x_i − x_j‖²/σ²)`` sorted by decreasing eigenvalue:
       ``amplitude[j] = |f · v_j|`` against the eigen-index ``j`` (a generalized frequency). σ is the
-      median pairwise distance unless ``bandwidth`` is given. The eigenbasis of a sample is cached.
+      median pairwise distance unless ``bandwidth`` is given. The eigenbasis of a sample is cached (keyed
+      by a hash of the sample; up to 4 samples, e.g. a monitor's train and test splits), so repeated
+      calls on the same sample cost one forward pass and a matrix product. ``needs_input`` is True.
     * **Robustness** (``perturbation=(δ_1, δ_2, …)``, paper 002, Experiment 2): for each relative size δ,
       ``n_draws`` perturbed parameter vectors ``θ = θ* + δ‖θ*‖ θ̂`` with θ̂ uniform on the unit sphere of
       all floating parameters (drawn with the probe's own generator, reseeded from ``seed`` on every call,
