@@ -332,9 +332,8 @@ def test_robustness_perturbation_norm_is_relative_to_theta():
     assert float(change.drop_sel(frequency=frequencies).max()) < 1e-9
     ratio = ds["perturbed_amplitude_ratio"].sel(frequency=frequencies, perturbation=delta).values
     np.testing.assert_allclose(ratio, moved / np.asarray(amplitudes), rtol=1e-9)
-    assert np.isnan(ds["perturbed_amplitude_ratio"].sel(frequency=1, perturbation=delta).item()) or (
-        ds["amplitude"].sel(frequency=1).item() > 0
-    )
+    # elsewhere the amplitude is at round-off level (≈ 1e-16): no ratio
+    assert np.isnan(ds["perturbed_amplitude_ratio"].sel(perturbation=delta).drop_sel(frequency=frequencies)).all()
 
 
 def test_probe_is_non_intrusive(float_zoo_case):

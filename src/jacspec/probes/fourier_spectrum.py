@@ -139,7 +139,8 @@ class FourierSpectrum(Probe):
     perturbed_amplitude : (frequency, perturbation)
         With ``perturbation``: spectrum of the function averaged over draws, ``|f̃_{Eθ}(k)|``.
     perturbed_amplitude_ratio : (frequency, perturbation)
-        ``perturbed_amplitude / amplitude`` (NaN where ``amplitude`` is 0): the thesis's Fig. 3.3.
+        ``perturbed_amplitude / amplitude``: the thesis's Fig. 3.3 (NaN where ``amplitude`` is 0 or below
+        1e-9 of the largest amplitude, i.e. at round-off level).
     amplitude_change : (frequency, perturbation)
         ``E_θ̂ |A_θ(k) − A_θ*(k)|``, the mean absolute change of each frequency's amplitude.
 
@@ -427,8 +428,11 @@ class FourierSpectrum(Probe):
 
         if self.perturbation is not None:
             mean_amp, change = self._robustness(model, points, grid_dim, eigenvectors, amplitude)
+            # a ratio of two round-off-level amplitudes means nothing: NaN below 1e-9 of the largest amplitude
+            floor = 1e-9 * amplitude.amax(dim=-1, keepdim=True)
+            significant = (amplitude > floor) & (amplitude > 0)
             ratio = mean_amp / amplitude[..., None]
-            ratio = torch.where(amplitude[..., None] > 0, ratio, torch.full_like(ratio, float("nan")))
+            ratio = torch.where(significant[..., None], ratio, torch.full_like(ratio, float("nan")))
             dims = (bin_dim, "perturbation")
             data_vars["perturbed_amplitude"] = (
                 *labelled(mean_amp, dims),
