@@ -240,7 +240,7 @@ def test_kernel_eigenvector_concentrates_on_its_index(index):
     eigenvalues, eigenvectors = _scipy_eigenbasis(x.numpy(), sigma)
     v = torch.from_numpy(np.ascontiguousarray(eigenvectors[:, index - 1])) * 3.0
     ds = FourierSpectrum(basis="kernel").measure(Lookup(x, v), x)
-    assert ds.attrs["bandwidth"] == pytest.approx(sigma, rel=1e-12)
+    assert ds["bandwidth"].item() == pytest.approx(sigma, rel=1e-12)
     np.testing.assert_allclose(ds["eigenvalue"].values, eigenvalues, rtol=1e-8, atol=1e-10)
     amplitude = ds["amplitude"]
     assert amplitude.dims == ("eigen",)
@@ -461,3 +461,32 @@ def test_needs_input_only_in_the_kernel_basis():
     assert FourierSpectrum().needs_input is False
     assert FourierSpectrum(curve=flower_curve(2)).needs_input is False
     assert FourierSpectrum(basis="kernel").needs_input is True
+
+
+def test_in_a_monitor_run_file(tmp_path):
+    # grid basis: once per step, no split; kernel basis: once per split (needs_input per instance)
+    import jacspec
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1)).double()
+    x = torch.rand(30, 1, dtype=torch.float64)
+    data = {"train": (x[:20], None), "test": (x[20:], None)}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for path, probe in [
+        (tmp_path / "grid.nc", FourierSpectrum(n_points=32, normalize_by={2: 1.0})),
+        (tmp_path / "kernel.nc", FourierSpectrum(basis="kernel", max_samples=8)),
+    ]:
+        with jacspec.Monitor(model, [probe], data=data, every=2, path=path, progress=False) as monitor:
+            for step in range(5):
+                optimizer.zero_grad()
+                model(x).pow(2).mean().backward()
+                optimizer.step()
+                monitor.step(step)
+        ds = jacspec.open_run(path)["fourier_spectrum"].ds
+        if probe.basis == "grid":
+            assert ds["amplitude"].dims == ("step", "frequency")
+            assert ds["normalized_amplitude"].dims == ("step", "target_frequency")
+        else:
+            assert ds["amplitude"].dims == ("step", "split", "eigen")
+            assert ds["bandwidth"].dims == ("step", "split")
+        assert list(ds["step"].values) == [0, 2, 4]

@@ -133,7 +133,9 @@ class FourierSpectrum(Probe):
         Grids with ``d > 1`` only: shell average of ``|F(k)|/N^d`` and the number of lattice frequencies
         per shell.
     eigenvalue : (eigen,)
-        Kernel basis only: eigenvalues of the kernel matrix, descending. Attribute ``bandwidth`` = σ.
+        Kernel basis only: eigenvalues of the kernel matrix, descending.
+    bandwidth : ()
+        Kernel basis only: σ used (a variable, so a monitor keeps one per split).
     normalized_amplitude, target_amplitude : (target_frequency,)
         With ``normalize_by``: ``amplitude[k_i] / A_i`` and ``A_i``.
     perturbed_amplitude : (frequency, perturbation)
@@ -353,7 +355,7 @@ class FourierSpectrum(Probe):
         attrs: dict[str, object] = {"basis": self.basis, "n_evaluated": int(points.shape[0])}
         if self.basis == "kernel":
             eigenvalues, eigenvectors, sigma = self._eigenbasis(points)
-            attrs["bandwidth"] = sigma
+            extra["bandwidth"] = ((), sigma, {"long_name": "RBF kernel width sigma", "units": "input"})
             bin_dim = "eigen"
             bin_coord = ("eigen", np.arange(1, points.shape[0] + 1), {"long_name": "kernel eigen-index (1 = largest)"})
             extra["eigenvalue"] = (
