@@ -12,9 +12,11 @@ __all__ = ["main", "demo", "demo_probes", "train_digits_mlp"]
 
 def demo_probes() -> list:
     """The probes ``jacspec demo`` attaches (each probe issue adds its own here)."""
-    from jacspec.probes import Performance, SpectralNorm
+    from jacspec.probes import FourierSpectrum, Performance, SpectralNorm
 
     probes = [Performance(), SpectralNorm()]
+    # digits are 64-dimensional: the generalized spectrum on RBF-kernel eigenvectors of each split
+    probes.append(FourierSpectrum(basis="kernel", max_samples=256))
     return probes
 
 
