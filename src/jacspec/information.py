@@ -98,8 +98,8 @@ def clip_log_alpha(
 ) -> tuple[torch.Tensor, int]:
     """Clip log α to ``log_alpha_range`` (NaN counts as the upper bound); return it and the number clipped."""
     low, high = log_alpha_range
+    clipped = int(((log_alpha < low) | (log_alpha > high) | torch.isnan(log_alpha)).sum())
     log_alpha = torch.nan_to_num(log_alpha, nan=high, posinf=high, neginf=low)
-    clipped = int(((log_alpha < low) | (log_alpha > high)).sum())
     return log_alpha.clamp(low, high), clipped
 
 

@@ -88,7 +88,7 @@ class WeightInformation(Probe):
         Clipping range of log α.
     include_frozen : bool
         Include parameters with ``requires_grad=False`` (by default they are skipped and listed in the
-        ``skipped_parameters`` attribute).
+        ``skipped_parameters`` attribute, comma-separated).
     keep_log_alpha : bool
         Also emit every log α (``log_alpha``, dim ``parameter``).
     chunk_size : int
@@ -257,7 +257,7 @@ class WeightInformation(Probe):
             "n_examples": n_examples,
             "log_alpha_min": self.log_alpha_range[0],
             "log_alpha_max": self.log_alpha_range[1],
-            "skipped_parameters": skipped if skipped else "",
+            "skipped_parameters": ", ".join(skipped),
             "constant_C": 0.0,
         }
         extra: dict[str, tuple] = {}
