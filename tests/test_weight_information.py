@@ -20,6 +20,15 @@ from jacspec.probes.weight_information import parameter_layers
 from zoo import ZOO, assert_no_hooks, mlp
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # two threads on a busy two-core machine spin against each other: ten times slower than one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _labels(n: int, c: int = 3, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, c, (n,), generator=torch.Generator().manual_seed(seed))
 

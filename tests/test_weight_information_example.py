@@ -1,0 +1,46 @@
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "weight_information_random_labels.py"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # two threads on a busy two-core machine spin against each other: ten times slower than one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _load_example():
+    spec = importlib.util.spec_from_file_location("weight_information_random_labels", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_corrupt_labels_fraction():
+    example = _load_example()
+    y = torch.arange(100) % 10
+    assert torch.equal(example.corrupt_labels(y, 0.0), y)
+    changed = int((example.corrupt_labels(y, 0.5) != y).sum())
+    assert 35 <= changed <= 50  # half are redrawn, a tenth of those land on the true class
+
+
+def test_reduced_random_label_example_orders_real_below_random():
+    # paper 003, section 6.1: fitting random labels needs more information in the weights than real ones
+    example = _load_example()
+    results = example.run(
+        n_train=120, fractions=(0.0, 1.0), n_steps=400, every=400, hidden=16, variational_steps=80, beta=1e-2
+    )
+    final = results.isel(step=-1)
+    assert final["train_accuracy"].sel(fraction=0.0).item() == 1.0
+    assert final["train_accuracy"].sel(fraction=1.0).item() > 0.9  # random labels are (nearly) memorised
+    for method in ("laplace", "variational"):
+        real = final["information_per_sample"].sel(estimator=method, fraction=0.0).item()
+        random = final["information_per_sample"].sel(estimator=method, fraction=1.0).item()
+        assert real < random, (method, real, random)
