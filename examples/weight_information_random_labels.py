@@ -131,10 +131,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
+    parser.add_argument("--beta", type=float, default=1e-2, help="IB Lagrange multiplier of both probes")
+    parser.add_argument("--n-train", type=int, default=500, help="training examples")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    results = run(verbose=True)
+    results = run(n_train=args.n_train, beta=args.beta, verbose=True)
     args.out.mkdir(parents=True, exist_ok=True)
     results.to_netcdf(args.out / "weight_information_random_labels.nc")
     from jacspec.plot import plot_random_labels

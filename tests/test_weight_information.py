@@ -79,7 +79,8 @@ def test_exact_hessian_diagonal_matches_autograd_hessian(zoo_case):
     torch.testing.assert_close(_flat(diagonal, model), expected, rtol=1e-9, atol=1e-12)
 
 
-def test_ggn_diagonal_matches_jacobian_sandwich(zoo_case):
+@pytest.mark.parametrize("fast_linear", [True, False], ids=["layerwise", "vmap"])
+def test_ggn_diagonal_matches_jacobian_sandwich(zoo_case, fast_linear):
     # reference: G = Σ_n J_nᵀ (diag p_n − p_n p_nᵀ) J_n with J from torch.autograd.functional.jacobian,
     # the softmax cross-entropy's output Hessian written out by hand
     model, x = zoo_case.make(n=5)
@@ -89,7 +90,7 @@ def test_ggn_diagonal_matches_jacobian_sandwich(zoo_case):
     p = torch.softmax(g(flat), dim=1)
     output_hessian = torch.diag_embed(p) - p.unsqueeze(2) * p.unsqueeze(1)
     expected = torch.einsum("nap,nab,nbp->p", jacobian, output_hessian, jacobian)
-    diagonal = ggn_diagonal(model, x, y, dict(model.named_parameters()), chunk_size=2)
+    diagonal = ggn_diagonal(model, x, y, dict(model.named_parameters()), chunk_size=2, fast_linear=fast_linear)
     torch.testing.assert_close(_flat(diagonal, model), expected, rtol=1e-9, atol=1e-12)
 
 
@@ -400,3 +401,26 @@ def test_bad_options(options, match):
 def test_loss_must_be_callable():
     with pytest.raises(TypeError, match="loss"):
         WeightInformation(loss="mse")
+
+
+class _TwiceApplied(nn.Module):
+    """One Linear applied twice (weight sharing): the layer-wise GGN path must not be used for it."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.shared(torch.tanh(self.shared(x)))))
+
+
+def test_ggn_with_a_module_called_twice_matches_vmap_path():
+    # reference: the per-example vmap path, itself checked against the Jacobian sandwich above
+    torch.manual_seed(0)
+    model = _TwiceApplied().double()
+    x, y = torch.randn(7, 4, dtype=torch.float64), _labels(7)
+    params = dict(model.named_parameters())
+    fast = ggn_diagonal(model, x, y, params, fast_linear=True)
+    slow = ggn_diagonal(model, x, y, params, fast_linear=False)
+    torch.testing.assert_close(_flat(fast, model), _flat(slow, model), rtol=1e-10, atol=1e-13)
