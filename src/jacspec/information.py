@@ -154,6 +154,8 @@ def hessian_diagonal(
     chunk_size: int = 64,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    fast_linear: bool = True,
+    max_exact_parameters: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Diagonal of the Hessian of ``loss(model(x), y)`` with respect to ``params``.
 
@@ -184,6 +186,17 @@ def hessian_diagonal(
         Source of the Rademacher probes (on the device of the parameters).
     progress : bool
         Show a tqdm progress bar.
+    fast_linear : bool
+        Use the layer-wise forms for ``nn.Linear`` modules called once on a 2-D input (``"exact"`` and
+        ``"ggn"``). For ``"exact"``: with z = W a + b the layer's output and a_n its input,
+        ∂²L/∂W_oi² = Σ_n (∂²ℓ_n/∂z_no²) a_ni² and ∂²L/∂b_o² = Σ_n ∂²ℓ_n/∂z_no², exactly, because z is linear in
+        (W, b) and a does not depend on them; the diagonal of each example's Hessian with respect to z costs
+        ``out`` Hessian-vector products for all examples at once (an example's loss depends only on its own
+        z_n: true in eval mode, not for BatchNorm in train mode). The other parameters use the one-hot
+        products above.
+    max_exact_parameters : int, optional
+        For ``"exact"``: refuse (ValueError, before any Hessian-vector product) when more than this many
+        parameters are left to the one-hot products.
 
     Returns
     -------
@@ -199,7 +212,17 @@ def hessian_diagonal(
     names = list(params)
     if method == "exact":
         diagonal: dict[str, torch.Tensor] = {}
+        if fast_linear:
+            diagonal.update(_linear_exact_hessian_diagonal(model, x, y, loss, names, chunk_size))
+        names = [name for name in names if name not in diagonal]
         total = sum(params[name].numel() for name in names)
+        if max_exact_parameters is not None and total > max_exact_parameters:
+            raise ValueError(
+                f"`hessian='exact'` needs one Hessian-vector product per parameter outside nn.Linear layers and "
+                f"is limited to max_exact_parameters={max_exact_parameters}, but {total} such parameters are to be "
+                f"measured ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}). Use hessian='hutchinson' or "
+                "hessian='ggn' (or raise max_exact_parameters)."
+            )
         bar = tqdm(total=total, desc="Hessian diagonal", disable=not progress, leave=False)
         for name in names:
             w = params[name].detach()
@@ -221,7 +244,7 @@ def hessian_diagonal(
                 bar.update(stop - start)
             diagonal[name] = flat.reshape(w.shape)
         bar.close()
-        return diagonal
+        return {name: diagonal[name] for name in params}
     if method == "hutchinson":
         if generator is None:
             generator = torch.Generator(device=next(iter(params.values())).device).manual_seed(0)
@@ -318,10 +341,8 @@ def ggn_diagonal(
     return diagonal
 
 
-def _linear_ggn_diagonal(
-    model: nn.Module, x: torch.Tensor, sqrt_hessian: torch.Tensor, names: list[str]
-) -> dict[str, torch.Tensor]:
-    """Layer-wise GGN diagonal of the ``nn.Linear`` modules called once on a 2-D input (see ggn_diagonal)."""
+def _linear_candidates(model: nn.Module, names: list[str]) -> dict[str, tuple[nn.Module, list[str]]]:
+    """``{module name: (module, [weight name, bias name])}`` for the nn.Linear modules whose parameters are all in names."""
     wanted = set(names)
     candidates = {}
     for module_name, module in model.named_modules():
@@ -330,6 +351,67 @@ def _linear_ggn_diagonal(
             owned = [prefix + "weight"] + ([prefix + "bias"] if module.bias is not None else [])
             if all(name in wanted for name in owned):
                 candidates[module_name] = (module, owned)
+    return candidates
+
+
+def _linear_exact_hessian_diagonal(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossFn, names: list[str], chunk_size: int
+) -> dict[str, torch.Tensor]:
+    """Exact Hessian diagonal of the ``nn.Linear`` modules called once on a 2-D input (see hessian_diagonal)."""
+    candidates = _linear_candidates(model, names)
+    if not candidates:
+        return {}
+    records: dict[str, list] = {name: [] for name in candidates}
+
+    def shifter(module_name: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+            shift = torch.zeros_like(output, requires_grad=True)  # z + δ at δ = 0: derivatives w.r.t. z
+            records[module_name].append((inputs[0].detach(), shift))
+            return output + shift
+
+        return hook
+
+    fixed = {name: p.detach() for name, p in model.named_parameters()}
+    handles = [module.register_forward_hook(shifter(name)) for name, (module, _) in candidates.items()]
+    try:
+        with torch.enable_grad():
+            total = loss(torch.func.functional_call(model, fixed, (x,), strict=False), y)
+    finally:
+        for handle in handles:
+            handle.remove()
+    usable = {name: rec[0] for name, rec in records.items() if len(rec) == 1 and rec[0][0].dim() == 2}
+    if not usable:
+        return {}
+    shifts = [usable[name][1] for name in usable]
+    with torch.enable_grad():
+        grads = torch.autograd.grad(total, shifts, create_graph=True, allow_unused=True)
+    result: dict[str, torch.Tensor] = {}
+    for name, g in zip(usable, grads):
+        activation, shift = usable[name]
+        n, out = shift.shape
+        curvature = torch.zeros_like(shift)  # (n, out): ∂²ℓ_n/∂z_no²
+        if g is not None and g.requires_grad:
+            for start in range(0, out, chunk_size):
+                m = min(chunk_size, out - start)
+                basis = torch.zeros(m, n, out, dtype=shift.dtype, device=shift.device)
+                basis[torch.arange(m), :, torch.arange(start, start + m)] = 1.0
+                (columns,) = torch.autograd.grad(
+                    g, shift, grad_outputs=basis, is_grads_batched=True, retain_graph=True, allow_unused=True
+                )
+                if columns is not None:  # columns[j, n, start + j] = ∂²ℓ_n/∂z_n,start+j²
+                    curvature[:, start : start + m] = columns[torch.arange(m), :, torch.arange(start, start + m)].T
+        _, owned = candidates[name]
+        result[owned[0]] = curvature.detach().T @ activation**2
+        if len(owned) == 2:
+            result[owned[1]] = curvature.detach().sum(0)
+    return result
+
+
+def _linear_ggn_diagonal(
+    model: nn.Module, x: torch.Tensor, sqrt_hessian: torch.Tensor, names: list[str]
+) -> dict[str, torch.Tensor]:
+    """Layer-wise GGN diagonal of the ``nn.Linear`` modules called once on a 2-D input (see ggn_diagonal)."""
+    candidates = _linear_candidates(model, names)
     if not candidates:
         return {}
     records: dict[str, list] = {name: [] for name in candidates}

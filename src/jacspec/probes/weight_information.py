@@ -70,15 +70,18 @@ class WeightInformation(Probe):
         Closed form at the Laplace optimum, or the variational fit.
     hessian : {"exact", "hutchinson", "ggn"}
         Hessian diagonal for ``"laplace"`` (see :func:`jacspec.information.hessian_diagonal`).
-        ``"exact"`` costs one Hessian-vector product per parameter; refused above
-        ``max_exact_parameters``.
+        ``"exact"`` is exact for every architecture: ``nn.Linear`` layers (called once, 2-D input) by
+        their layer-wise form (``out`` Hessian-vector products each), every other parameter by one
+        Hessian-vector product per entry (refused above ``max_exact_parameters`` such entries).
+        ``"ggn"``, the Gauss–Newton diagonal, is non-negative and equals the exact diagonal for ReLU
+        networks; ``"hutchinson"`` is unbiased but noisy (entries may be negative, then clipped).
     loss : callable, optional
         ``loss(output, target) -> scalar`` summed over examples; default: summed cross-entropy with
         integer labels. With a custom loss ``y`` may be any tensor with one row per example.
     n_probes : int
         Rademacher probes for ``hessian="hutchinson"``.
     max_exact_parameters : int
-        Largest number of parameters accepted by ``hessian="exact"``.
+        Largest number of parameters outside ``nn.Linear`` layers accepted by ``hessian="exact"``.
     n_steps, n_samples, lr, init_log_alpha : int, int, float, float
         Variational fit: Adam steps, draws of ε per step, initial learning rate (decays linearly to 0),
         starting log α.
@@ -232,12 +235,6 @@ class WeightInformation(Probe):
         if not all(p.is_floating_point() for p in params.values()):
             raise TypeError("WeightInformation needs floating-point parameters.")
         n_weights = sum(p.numel() for p in params.values())
-        if self.method == "laplace" and self.hessian == "exact" and n_weights > self.max_exact_parameters:
-            raise ValueError(
-                f"`hessian='exact'` needs one Hessian-vector product per parameter and is limited to "
-                f"max_exact_parameters={self.max_exact_parameters}, but the model has {n_weights} parameters to "
-                "measure. Use hessian='hutchinson' or hessian='ggn' (or raise max_exact_parameters)."
-            )
         with torch.no_grad():
             loss_at_mean = loss(model(x), y)
         if not isinstance(loss_at_mean, torch.Tensor) or loss_at_mean.numel() != 1:
@@ -275,6 +272,7 @@ class WeightInformation(Probe):
                     chunk_size=self.chunk_size,
                     generator=generator,
                     progress=self.progress,
+                    max_exact_parameters=self.max_exact_parameters,
                 )
             raw = {name: info.laplace_log_alpha(params[name], diagonal[name], self.beta) for name in params}
             trace = float(sum(d.sum() for d in diagonal.values()))
