@@ -44,3 +44,32 @@ def test_reduced_random_label_example_orders_real_below_random():
         real = final["information_per_sample"].sel(estimator=method, fraction=0.0).item()
         random = final["information_per_sample"].sel(estimator=method, fraction=1.0).item()
         assert real < random, (method, real, random)
+
+
+def test_plots_draw_from_probe_results_and_example_results():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import xarray as xr
+    from torch import nn
+
+    from jacspec.plot import plot_log_alpha_quantiles, plot_random_labels, plot_weight_information
+    from jacspec.probes import WeightInformation
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    x, y = torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 3, (10,))
+    probe = WeightInformation()
+    steps = [probe.measure(model, x, y).expand_dims(step=[s]) for s in (0, 10)]
+    run = xr.concat(steps, dim="step")
+    run = xr.concat([run, run], dim=xr.DataArray(["train", "test"], dims="split", name="split"))
+    fig = plot_weight_information(run)
+    assert len(fig.axes[0].lines) == 2  # one line per split
+    fig = plot_log_alpha_quantiles(run)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0", "2"]
+    example = _load_example()
+    results = example.run(n_train=40, fractions=(0.0, 1.0), n_steps=20, every=10, hidden=8, variational_steps=5)
+    fig = plot_random_labels(results)
+    assert len(fig.axes) == 3
+    plt.close("all")

@@ -342,7 +342,7 @@ def ggn_diagonal(
 
 
 def _linear_candidates(model: nn.Module, names: list[str]) -> dict[str, tuple[nn.Module, list[str]]]:
-    """``{module name: (module, [weight name, bias name])}`` for the nn.Linear modules whose parameters are all in names."""
+    """``{module name: (module, [weight name, bias name])}`` for nn.Linear modules whose parameters are all wanted."""
     wanted = set(names)
     candidates = {}
     for module_name, module in model.named_modules():
