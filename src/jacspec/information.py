@@ -21,13 +21,13 @@ Two ways to obtain α, both for a posterior centred at the trained weights ŵ:
 
 Clipping
 --------
-log α is clipped to ``[-32, 8]`` by default (:data:`DEFAULT_LOG_ALPHA_RANGE`). Above: at log α = 8 the
-posterior standard deviation of a weight is √(e^α − 1) ≈ 55 times the weight itself, so the weight is
-pure noise; a weight with no curvature (H_ii ≤ 0, a dead unit, ŵ_i = 0) would otherwise get α = ∞ and
-drive I(w;D) to −∞ (the log-uniform prior is improper). The same bound is used by sparse variational
-dropout (Molchanov et al., 2017). Below: at log α = −32, √α ≈ 1.1e−7 is the relative precision of a
-float32 number (2 log ε_float32 ≈ −31.8), a precision the stored weights cannot have. The number of
-clipped values is always reported.
+log α is clipped to ``[-32, 2]`` by default (:data:`DEFAULT_LOG_ALPHA_RANGE`). Above: at log α = 2
+(α ≈ 7.4) the posterior standard deviation of a weight is √(e^α − 1) ≈ 40 times the weight itself, so the
+weight is pure noise; a weight with no curvature (H_ii ≤ 0, a dead unit, an input that is always zero,
+ŵ_i = 0) would otherwise get α = ∞ and drive I(w;D) to −∞ (the log-uniform prior is improper), and the
+variational fit would overflow (e^α − 1 is infinite in float64 beyond α ≈ 710, log α ≈ 6.6). Below: at
+log α = −32, √α ≈ 1.1e−7 is the relative precision of a float32 number (2 log ε_float32 ≈ −31.8), a
+precision the stored weights cannot have. The number of clipped values is always reported.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ __all__ = [
     "weight_information",
 ]
 
-DEFAULT_LOG_ALPHA_RANGE: tuple[float, float] = (-32.0, 8.0)
+DEFAULT_LOG_ALPHA_RANGE: tuple[float, float] = (-32.0, 2.0)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LOCAL_REPARAMETRIZATION_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -545,7 +545,8 @@ def fit_variational_log_alpha(
     -------
     dict
         ``log_alpha`` ({name: tensor}, clipped), ``expected_loss``, ``information`` (−½ Σ log α),
-        ``lagrangian`` (expected_loss + β·information), ``history`` (the Lagrangian estimate per step).
+        ``lagrangian`` (expected_loss + β·information), ``history`` (the Lagrangian estimate per step),
+        ``n_skipped_steps`` (steps skipped because the sampled Lagrangian was not finite).
     """
     from tqdm.auto import tqdm
 
@@ -594,13 +595,17 @@ def fit_variational_log_alpha(
         optimizer = torch.optim.Adam(list(log_alpha.values()), lr=lr)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / n_steps))
         history = []
+        n_skipped = 0
         for _ in tqdm(range(n_steps), desc="variational log α", disable=not progress, leave=False):
             optimizer.zero_grad(set_to_none=True)
             expected = sum(sample_loss() for _ in range(n_samples)) / n_samples
             information = -0.5 * sum(s.sum() for s in log_alpha.values())
             lagrangian = expected + beta * information
-            lagrangian.backward()
-            optimizer.step()
+            if torch.isfinite(lagrangian):
+                lagrangian.backward()
+                optimizer.step()
+            else:  # a draw overflowed: skip the step (counted in the result)
+                n_skipped += 1
             schedule.step()
             with torch.no_grad():
                 for s in log_alpha.values():
@@ -619,4 +624,5 @@ def fit_variational_log_alpha(
         "information": information,
         "lagrangian": expected + beta * information,
         "history": history,
+        "n_skipped_steps": n_skipped,
     }

@@ -55,8 +55,8 @@ class WeightInformation(Probe):
         log α minimising L = E_ε[Σ_n loss_n] + β·I(w;D) by the reparametrisation trick (local
         reparametrisation for Linear/Conv layers), ``n_steps`` Adam steps, on a frozen copy of the model.
 
-    log α is clipped to ``log_alpha_range`` (default ``(-32, 8)``: above 8 a weight's posterior
-    standard deviation exceeds 55 |ŵ_i|, pure noise, and zero-curvature weights would otherwise give
+    log α is clipped to ``log_alpha_range`` (default ``(-32, 2)``: above 2 a weight's posterior
+    standard deviation exceeds 40 |ŵ_i|, pure noise, and zero-curvature weights would otherwise give
     α = ∞ under the improper prior; below −32, √α is finer than float32's relative precision); the number
     of clipped values is emitted. The additive constant C of Claim 1 is set to 0 (Remark 4.3): compare
     values between models of the same architecture, not in absolute terms.
@@ -302,6 +302,7 @@ class WeightInformation(Probe):
                     progress=self.progress,
                 )
             raw = fit["log_alpha"]
+            attrs["n_skipped_fit_steps"] = fit["n_skipped_steps"]
             extra["lagrangian"] = (
                 (),
                 fit["lagrangian"],
