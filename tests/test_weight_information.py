@@ -434,3 +434,22 @@ def test_ggn_with_a_module_called_twice_matches_vmap_path():
     # and the exact diagonal: the shared layer falls back to one-hot products; checked against autograd
     exact = hessian_diagonal(model, x, y, params, method="exact", fast_linear=True)
     torch.testing.assert_close(_flat(exact, model), _reference_hessian_diagonal(model, x, y), rtol=1e-9, atol=1e-12)
+
+
+def test_variational_irrelevant_weights_go_to_the_upper_bound():
+    # a feature that is always 0 leaves the loss independent of its weights: −(β/2) log α pushes their α to
+    # the upper bound of log_alpha_range, where they are counted as clipped, with a finite Lagrangian throughout
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2).double()
+    x = torch.randn(20, 3, dtype=torch.float64)
+    x[:, 0] = 0.0
+    y = torch.randn(20, 2, dtype=torch.float64)
+    probe = WeightInformation(
+        beta=1.0, method="variational", loss=lambda o, t: ((o - t) ** 2).sum(), n_steps=300, lr=0.1, keep_log_alpha=True
+    )
+    ds = probe.measure(model, x, y)
+    weights = ds["log_alpha"].where(ds["parameter_name"] == "weight", drop=True).values.reshape(2, 3)
+    assert np.all(weights[:, 0] == 2.0)  # the default upper bound
+    assert int(ds["n_clipped"]) >= 2
+    assert np.isfinite(ds["lagrangian_history"]).all()
+    assert ds.attrs["n_skipped_fit_steps"] == 0

@@ -96,9 +96,10 @@ def laplace_log_alpha(weights: torch.Tensor, hessian_diag: torch.Tensor, beta: f
 def clip_log_alpha(
     log_alpha: torch.Tensor, log_alpha_range: tuple[float, float] = DEFAULT_LOG_ALPHA_RANGE
 ) -> tuple[torch.Tensor, int]:
-    """Clip log α to ``log_alpha_range`` (NaN counts as the upper bound); return it and the number clipped."""
+    """Clip log α to ``log_alpha_range`` (NaN counts as the upper bound); return it and the number at a bound."""
     low, high = log_alpha_range
-    clipped = int(((log_alpha < low) | (log_alpha > high) | torch.isnan(log_alpha)).sum())
+    # at a bound counts too: the variational fit is projected onto the range at every step
+    clipped = int(((log_alpha <= low) | (log_alpha >= high) | torch.isnan(log_alpha)).sum())
     log_alpha = torch.nan_to_num(log_alpha, nan=high, posinf=high, neginf=low)
     return log_alpha.clamp(low, high), clipped
 
