@@ -453,3 +453,15 @@ def test_variational_irrelevant_weights_go_to_the_upper_bound():
     assert int(ds["n_clipped"]) >= 2
     assert np.isfinite(ds["lagrangian_history"]).all()
     assert ds.attrs["n_skipped_fit_steps"] == 0
+
+
+def test_quantiles_match_numpy():
+    # reference: numpy.quantile of the emitted log α of each layer (linear interpolation)
+    model = mlp(d_in=4, width=5, c=3, depth=1).double()
+    x, y = torch.randn(8, 4, dtype=torch.float64), _labels(8)
+    ds = WeightInformation(keep_log_alpha=True).measure(model, x, y)
+    for layer in ds["layer"].values:
+        values = ds["log_alpha"].where(ds["parameter_layer"] == layer, drop=True).values
+        np.testing.assert_allclose(
+            ds["log_alpha_quantiles"].sel(layer=layer).values, np.quantile(values, ds["quantile"].values)
+        )

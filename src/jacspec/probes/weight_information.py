@@ -344,12 +344,8 @@ class WeightInformation(Probe):
                 flat_names += [name] * values.numel()
                 flat_layers += [owners[name]] * values.numel()
         layer_info = np.array([float(-0.5 * torch.cat(per_layer[layer]).sum()) for layer in layers])
-        quantiles = np.stack(
-            [
-                torch.quantile(torch.cat(per_layer[layer]), torch.tensor(QUANTILES, dtype=torch.float64)).numpy()
-                for layer in layers
-            ]
-        )
+        # numpy: torch.quantile refuses inputs above 2**24 elements
+        quantiles = np.stack([np.quantile(torch.cat(per_layer[layer]).numpy(), QUANTILES) for layer in layers])
         total = float(layer_info.sum())
         data = {
             "weight_information": (
