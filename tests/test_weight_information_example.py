@@ -1,6 +1,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,3 +74,33 @@ def test_plots_draw_from_probe_results_and_example_results():
     fig = plot_random_labels(results)
     assert len(fig.axes) == 3
     plt.close("all")
+
+
+def test_in_a_monitor_run_file(tmp_path):
+    from torch import nn
+
+    import jacspec
+    from jacspec.plot import plot_weight_information
+    from jacspec.probes import WeightInformation
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    x, y = torch.randn(30, 4, dtype=torch.float64), torch.randint(0, 3, (30,))
+    data = {"train": (x[:20], y[:20]), "test": (x[20:], y[20:])}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    probes = [WeightInformation(hessian="ggn"), WeightInformation(method="variational", n_steps=3)]
+    for i, probe in enumerate(probes):
+        path = tmp_path / f"run{i}.nc"
+        with jacspec.Monitor(model, [probe], data=data, every=2, path=path, progress=False) as monitor:
+            for step in range(5):
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                optimizer.step()
+                monitor.step(step)
+        ds = jacspec.open_run(path)["weight_information"].ds
+        assert ds["weight_information_per_sample"].dims == ("step", "split")
+        assert ds["layer_weight_information"].dims == ("step", "split", "layer")
+        assert list(ds["step"].values) == [0, 2, 4]
+        total = ds["layer_weight_information"].sum("layer")
+        np.testing.assert_allclose(total.values, ds["weight_information"].values, rtol=1e-12)
+        assert plot_weight_information(ds).axes
