@@ -3,23 +3,32 @@
 import subprocess
 import sys
 
+import pytest
+
 import jacspec
 from jacspec.cli import demo, main
 
 
-def test_demo_writes_run_and_figure(tmp_path):
-    result = demo(tmp_path, epochs=1, every=10, progress=False)
+@pytest.fixture(scope="module")
+def demo_result(tmp_path_factory):
+    """One shortened demo run (1 epoch) shared by the tests of this module."""
+    return demo(tmp_path_factory.mktemp("demo"), epochs=1, every=10, progress=False)
+
+
+def test_demo_writes_run_and_figure(demo_result):
+    result = demo_result
+    tmp_path = result["run"].parent
     assert result["run"].exists() and result["figure"].stat().st_size > 5000
     tree = jacspec.open_run(result["run"])
-    assert {"performance", "spectral_norm"} <= set(tree.children)
+    assert {"performance", "spectral_norm", "fourier_spectrum", "weight_information"} <= set(tree.children)
     assert list(tree["performance"].ds["split"].values) == ["train", "test"]
     assert 0.0 <= result["test_accuracy"] <= 1.0
-    again = demo(tmp_path, epochs=1, every=10, progress=False)  # the demo replaces its own run
+    again = demo(tmp_path, epochs=0, every=10, progress=False)  # the demo replaces its own run (step 0 only)
     assert again["run"] == result["run"]
 
 
-def test_report_and_probes_commands(tmp_path, capsys):
-    result = demo(tmp_path, epochs=1, every=10, progress=False)
+def test_report_and_probes_commands(demo_result, tmp_path, capsys):
+    result = demo_result
     assert main(["report", str(result["run"]), "--figure", str(tmp_path / "report.png")]) == 0
     out = capsys.readouterr().out
     assert "performance" in out and "accuracy" in out and (tmp_path / "report.png").exists()

@@ -14,7 +14,7 @@ import xarray as xr
 from torch import nn
 
 from jacspec._attrs import to_json
-from jacspec._validation import check_model, describe
+from jacspec._validation import check_model, describe, model_dtype
 from jacspec.probes.base import Probe
 from jacspec.schedules import ScheduleLike, as_schedule
 from jacspec.store import RunStore
@@ -79,6 +79,12 @@ def _check_data(data: Any, model: nn.Module) -> dict[str, tuple[torch.Tensor, to
             raise TypeError(f"`data[{split!r}][0]` (x) must be a torch.Tensor, but got {describe(x)}.")
         if y is not None and not isinstance(y, torch.Tensor):
             raise TypeError(f"`data[{split!r}][1]` (y) must be a torch.Tensor or None, but got {describe(y)}.")
+        dtype = model_dtype(model)
+        if x.is_floating_point() and dtype is not None and x.dtype != dtype:
+            raise TypeError(
+                f"`data[{split!r}][0]` (x) has dtype {x.dtype} but the model's parameters are {dtype}; convert "
+                f"one of them (x.to({dtype}) or model.to({x.dtype}))."
+            )
         if y is not None and y.shape[0] != x.shape[0]:
             raise ValueError(f"`data[{split!r}]`: x has {x.shape[0]} examples but y has {y.shape[0]}; they must match.")
         checked[split] = (x, y)
