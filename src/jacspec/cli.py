@@ -12,9 +12,11 @@ __all__ = ["main", "demo", "demo_probes", "train_digits_mlp"]
 
 def demo_probes() -> list:
     """The probes ``jacspec demo`` attaches (each probe issue adds its own here)."""
-    from jacspec.probes import FourierSpectrum, Performance, SpectralNorm, WeightInformation
+    from jacspec.probes import FourierSpectrum, Performance, PointJacobian, SpectralNorm, WeightInformation
 
     probes = [Performance(), SpectralNorm()]
+    # singular values of d logits / d input at every example, with the bimodal split and lognormal fits
+    probes.append(PointJacobian(fit_modes=True))
     # digits are 64-dimensional: the generalized spectrum on RBF-kernel eigenvectors of each split
     probes.append(FourierSpectrum(basis="kernel", max_samples=256))
     # information in the weights (Laplace, Gauss-Newton diagonal: exact for ReLU networks, fast)
