@@ -374,3 +374,22 @@ def test_reduced_reproduction_example():
     # the reduced run still tracks the truth (KSG at d = 2 is nearly unbiased; MINE with 300 iterations)
     assert entry["ksg"] == pytest.approx(entry["truth"], abs=0.1)
     assert entry["mine"][1] == pytest.approx(entry["truth"][1], rel=0.25)
+
+
+def test_held_out_evaluation():
+    # validation_fraction > 0: the bound is evaluated on samples the network never trained on
+    x, z = correlated_gaussians(2, 0.8, 3000)
+    ds = mutual_information(x, z, method="mine", validation_fraction=0.3, **FAST_MINE)
+    assert float(ds["mutual_information"]) == pytest.approx(gaussian_mutual_information(0.8, 2), rel=0.2)
+    with pytest.raises(ValueError, match="at least 10"):
+        mutual_information(x[:30], z[:30], method="mine", validation_fraction=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["mine", "mine_f", "ksg"])
+@pytest.mark.parametrize("rho", [0.5, 0.9])
+def test_default_options_d2_within_10_percent(method, rho):
+    # the target with default options: d = 2, n = 5000, within 10 % (ground truth −d/2 log(1 − ρ²))
+    x, z = correlated_gaussians(2, rho, 5000)
+    estimate = float(mutual_information(x, z, method=method)["mutual_information"])
+    assert estimate == pytest.approx(gaussian_mutual_information(rho, 2), rel=0.1)

@@ -31,6 +31,9 @@ __all__ = [
 Objective = Literal["dv", "f"]
 
 
+_ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+
+
 class StatisticsNetwork(nn.Module):
     """The statistics network T_θ(x, z): an MLP on the concatenation ``[x, z]`` with one output.
 
@@ -39,10 +42,14 @@ class StatisticsNetwork(nn.Module):
     d_x, d_z : int
         Feature dimensions of x and z.
     hidden : tuple of int
-        Widths of the hidden layers (ELU activations).
+        Widths of the hidden layers.
     generator : torch.Generator, optional
         Private generator for the initial weights (PyTorch's default uniform ±1/√fan_in scheme), so that
         building the network never draws from the global RNG.
+    dtype : torch.dtype
+        Precision of the parameters.
+    activation : {"elu", "relu", "gelu", "tanh", "softplus"}
+        Hidden-layer non-linearity.
     """
 
     def __init__(
@@ -52,8 +59,11 @@ class StatisticsNetwork(nn.Module):
         hidden: tuple[int, ...] = (128, 128),
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
+        activation: str = "elu",
     ):
         super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"`activation` must be one of {sorted(_ACTIVATIONS)}, but got {activation!r}.")
         widths = [d_x + d_z, *hidden, 1]
         layers: list[nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -62,7 +72,7 @@ class StatisticsNetwork(nn.Module):
             linear.bias = nn.Parameter(_uniform((fan_out,), fan_in, generator, dtype))
             layers.append(linear)
             if i < len(widths) - 2:
-                layers.append(nn.ELU())
+                layers.append(_ACTIVATIONS[activation]())
         self.net = nn.Sequential(*layers)
         self.d_x, self.d_z = d_x, d_z
 
@@ -122,13 +132,14 @@ def mine(
     objective: Objective = "dv",
     seed: int | None = 0,
     hidden: tuple[int, ...] = (128, 128),
+    activation: str = "elu",
     iterations: int = 3000,
     batch_size: int = 512,
-    learning_rate: float = 1e-3,
+    learning_rate: float = 3e-3,
     ema_rate: float = 0.01,
     bias_correction: bool = True,
     clip: float | None = 5.0,
-    validation_fraction: float = 0.2,
+    validation_fraction: float = 0.0,
     evaluation_shuffles: int = 20,
     standardize_features: bool = True,
     dtype: torch.dtype = torch.float32,
@@ -148,8 +159,9 @@ def mine(
     marginal samples z̄ are the batch's z shuffled along the batch axis. For ``"dv"`` the gradient is
     bias-corrected (section 3.2): in E_B[∇T e^T] / E_B[e^T] the denominator is replaced by an exponential
     moving average with rate ``ema_rate`` (computed in log space). The final estimate evaluates the same
-    bound with the trained T on the held-out samples, pairing each held-out x with the held-out z of
-    ``evaluation_shuffles`` random permutations for the product of marginals.
+    bound, in float64, with the trained T on the whole sample (or the held-out part, see
+    ``validation_fraction``), pairing each x with the z of ``evaluation_shuffles`` random permutations
+    for the product of marginals.
 
     Parameters
     ----------
@@ -161,6 +173,8 @@ def mine(
         Seed of the private generator (initial weights, minibatches, shuffles, train/held-out split).
     hidden : tuple of int
         Hidden widths of the statistics network.
+    activation : {"elu", "relu", "gelu", "tanh", "softplus"}
+        Its non-linearity.
     iterations, batch_size, learning_rate : int, int, float
         Adam steps, minibatch size (capped at the training-set size) and step size (decayed by a cosine
         schedule to 1 % over the run, which steadies the final network).
@@ -173,7 +187,10 @@ def mine(
         limited to ``clip`` times a moving average of the previous norms, ``g ← min(‖g‖, c·m) g/‖g‖``
         (:func:`adaptive_clip` with ‖g_u‖ = c·m). ``None`` disables it.
     validation_fraction : float
-        Fraction of samples held out for the final estimate (0: train and evaluate on all samples).
+        Fraction of samples held out of training for the final estimate. The default 0 trains and
+        evaluates on the whole sample: with a few thousand samples a held-out fifth makes the estimate
+        noisier (about ±10 % at d = 2, ρ = 0.5, n = 5000) than the statistics network's overfitting
+        biases it.
     evaluation_shuffles : int
         Random permutations of z used for the product of marginals in the final estimate.
     standardize_features : bool
@@ -218,6 +235,7 @@ def _mine(
     objective: Objective,
     seed: int | None,
     hidden: tuple[int, ...],
+    activation: str,
     iterations: int,
     batch_size: int,
     learning_rate: float,
@@ -267,7 +285,9 @@ def _mine(
     x_eval, z_eval = x_all[eval_index.to(device)], z_all[eval_index.to(device)]
 
     if network is None:
-        network = StatisticsNetwork(d_x, d_z, tuple(hidden), generator=generator, dtype=dtype).to(device)
+        network = StatisticsNetwork(
+            d_x, d_z, tuple(hidden), generator=generator, dtype=dtype, activation=activation
+        ).to(device)
     elif (network.d_x, network.d_z) != (d_x, d_z):
         raise ValueError(
             f"The warm-start `network` takes (d_x, d_z) = ({network.d_x}, {network.d_z}) but the samples have "
@@ -358,7 +378,7 @@ def _mine(
         finite = history[np.isfinite(history)]
         if not math.isfinite(estimate) and finite.size:
             estimate = float(finite[-1])
-            message += "; the held-out evaluation was non-finite, the last finite minibatch estimate is returned"
+            message += "; the final evaluation was non-finite, the last finite minibatch estimate is returned"
         warnings.warn(f"MINE: {message} (estimate {estimate:.4g} nats).", RuntimeWarning, stacklevel=2)
         if not math.isfinite(estimate):
             raise FloatingPointError(
