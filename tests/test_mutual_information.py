@@ -393,3 +393,15 @@ def test_default_options_d2_within_10_percent(method, rho):
     x, z = correlated_gaussians(2, rho, 5000)
     estimate = float(mutual_information(x, z, method=method)["mutual_information"])
     assert estimate == pytest.approx(gaussian_mutual_information(rho, 2), rel=0.1)
+
+
+def test_correlated_gaussians_generator():
+    from jacspec.datasets import correlated_gaussians as generate
+
+    x, z = generate(20000, 3, 0.6, seed=1)
+    # reference: the sample correlation matrix of (x_i, z_j) is δ_ij ρ up to sampling error ~1/√n
+    corr = np.corrcoef(x.T, z.T)[:3, 3:]
+    np.testing.assert_allclose(corr, 0.6 * np.eye(3), atol=0.03)
+    np.testing.assert_array_equal(generate(50, 2, 0.3, seed=4)[1], generate(50, 2, 0.3, seed=4)[1])
+    with pytest.raises(ValueError, match="`rho`"):
+        generate(10, 2, 1.0)
