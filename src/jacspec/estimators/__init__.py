@@ -73,9 +73,10 @@ def mutual_information(x: Any, z: Any, method: str = "mine", seed: int | None = 
     -------
     xarray.Dataset
         ``mutual_information`` ``()`` in nats; for MINE and MINE-f also ``mutual_information_history``
-        ``(iteration,)``, the minibatch bound during training (NaN after an early stop). Attributes:
+        ``(iteration,)``, the minibatch bound during training (NaN after training stopped). Attributes:
         ``method``, ``n_samples``, ``x_features``, ``z_features``, ``elapsed_seconds``; for the neural
-        methods ``iterations_run`` and ``stopped_early``.
+        methods ``iterations_run``, ``best_iteration`` (early stopping on held-out samples) and
+        ``stopped_early`` (1 when a non-finite value stopped training).
 
     Examples
     --------
@@ -121,6 +122,7 @@ def mutual_information(x: Any, z: Any, method: str = "mine", seed: int | None = 
             },
         )
         attrs["iterations_run"] = result_mine.iterations_run
+        attrs["best_iteration"] = result_mine.best_iteration
         attrs["stopped_early"] = int(result_mine.stopped_early)
         if result_mine.message:
             attrs["message"] = result_mine.message

@@ -123,6 +123,7 @@ class MineResult:
     iterations_run: int
     stopped_early: bool = False
     message: str = ""
+    best_iteration: int = 0
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -139,7 +140,10 @@ def mine(
     ema_rate: float = 0.01,
     bias_correction: bool = True,
     clip: float | None = 5.0,
-    validation_fraction: float = 0.0,
+    validation_fraction: float = 0.2,
+    eval_every: int = 100,
+    patience: int | None = 10,
+    estimate_on: Literal["held_out", "all"] = "all",
     evaluation_shuffles: int = 20,
     standardize_features: bool = True,
     dtype: torch.dtype = torch.float32,
@@ -159,9 +163,9 @@ def mine(
     marginal samples z̄ are the batch's z shuffled along the batch axis. For ``"dv"`` the gradient is
     bias-corrected (section 3.2): in E_B[∇T e^T] / E_B[e^T] the denominator is replaced by an exponential
     moving average with rate ``ema_rate`` (computed in log space). The final estimate evaluates the same
-    bound, in float64, with the trained T on the whole sample (or the held-out part, see
-    ``validation_fraction``), pairing each x with the z of ``evaluation_shuffles`` random permutations
-    for the product of marginals.
+    bound, in float64, with the selected T (best held-out bound, see ``validation_fraction``) on the
+    whole sample (or the held-out part, ``estimate_on``), pairing each x with the z of
+    ``evaluation_shuffles`` random permutations for the product of marginals.
 
     Parameters
     ----------
@@ -187,10 +191,21 @@ def mine(
         limited to ``clip`` times a moving average of the previous norms, ``g ← min(‖g‖, c·m) g/‖g‖``
         (:func:`adaptive_clip` with ‖g_u‖ = c·m). ``None`` disables it.
     validation_fraction : float
-        Fraction of samples held out of training for the final estimate. The default 0 trains and
-        evaluates on the whole sample: with a few thousand samples a held-out fifth makes the estimate
-        noisier (about ±10 % at d = 2, ρ = 0.5, n = 5000) than the statistics network's overfitting
-        biases it.
+        Fraction of samples held out of training. Every ``eval_every`` iterations the bound is computed
+        on them (with fixed shuffles); the network with the best held-out bound is kept, and training
+        stops after ``patience`` checks without improvement (early stopping). This prevents the
+        statistics network from memorising the joint samples, which in high dimension and at low
+        mutual information otherwise inflates the estimate many-fold (d = 20, ρ = 0.1, n = 5000: 1.26
+        nats for a truth of 0.10). ``0`` trains on everything for ``iterations`` steps.
+    eval_every : int
+        Iterations between held-out checks.
+    patience : int or None
+        Held-out checks without improvement before training stops; ``None`` never stops early (the best
+        network is still selected).
+    estimate_on : {"all", "held_out"}
+        Samples on which the selected network's bound is evaluated for the final estimate: the whole
+        sample (default; precise, with early stopping guarding against overfitting) or only the held-out
+        part (no overfitting bias, but about ±10 % noisier at n = 5000, d = 2).
     evaluation_shuffles : int
         Random permutations of z used for the product of marginals in the final estimate.
     standardize_features : bool
@@ -210,8 +225,9 @@ def mine(
     -------
     MineResult
         ``mutual_information`` (nats), ``history`` (the minibatch bound at each iteration, shape
-        ``(iterations,)``, NaN after an early stop), the trained ``network``, ``iterations_run``,
-        ``stopped_early`` and ``message``.
+        ``(iterations,)``, NaN after training stopped), the selected ``network``, ``iterations_run``,
+        ``best_iteration`` (of the selected network), ``stopped_early`` (training hit a non-finite
+        value) and ``message``.
 
     Warns
     -----
@@ -243,6 +259,9 @@ def _mine(
     bias_correction: bool,
     clip: float | None,
     validation_fraction: float,
+    eval_every: int,
+    patience: int | None,
+    estimate_on: str,
     evaluation_shuffles: int,
     standardize_features: bool,
     dtype: torch.dtype,
@@ -255,6 +274,11 @@ def _mine(
     _check_positive_int(iterations, "iterations")
     _check_positive_int(batch_size, "batch_size")
     _check_positive_int(evaluation_shuffles, "evaluation_shuffles")
+    _check_positive_int(eval_every, "eval_every")
+    if patience is not None:
+        _check_positive_int(patience, "patience")
+    if estimate_on not in ("held_out", "all"):
+        raise ValueError(f"`estimate_on` must be 'held_out' or 'all', but got {estimate_on!r}.")
     if not 0.0 < ema_rate <= 1.0:
         raise ValueError(f"`ema_rate` must be in (0, 1], but got {ema_rate!r}.")
     if not learning_rate > 0:
@@ -283,6 +307,12 @@ def _mine(
     z_all = torch.as_tensor(z_array, dtype=dtype, device=device)
     x_train, z_train = x_all[train_index.to(device)], z_all[train_index.to(device)]
     x_eval, z_eval = x_all[eval_index.to(device)], z_all[eval_index.to(device)]
+    monitor = n_held_out > 0
+    if monitor:  # fixed shuffles of the held-out part, so that successive checks are comparable
+        monitor_shuffles = [
+            torch.randperm(n_held_out, generator=generator).to(device) for _ in range(evaluation_shuffles)
+        ]
+    best_value, best_iteration, best_state, checks_without_gain = -math.inf, 0, None, 0
 
     if network is None:
         network = StatisticsNetwork(
@@ -363,6 +393,17 @@ def _mine(
                 stopped = True
                 message = f"the network's parameters became non-finite at iteration {iteration}; training stopped"
                 break
+            if monitor and (iteration + 1) % eval_every == 0:
+                network.eval()
+                held_out = _bound_with_shuffles(network, x_eval, z_eval, objective, monitor_shuffles)
+                network.train()
+                if math.isfinite(held_out) and held_out > best_value:
+                    best_value, best_iteration, checks_without_gain = held_out, iteration + 1, 0
+                    best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+                else:
+                    checks_without_gain += 1
+                    if patience is not None and checks_without_gain >= patience:
+                        break
     network.eval()
     if stopped and iterations_run == 0:
         raise FloatingPointError(
@@ -373,6 +414,10 @@ def _mine(
         with torch.no_grad():
             for saved, p in zip(last_good, network.parameters()):
                 p.copy_(saved)
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    if estimate_on == "all":
+        x_eval, z_eval = x_all, z_all
     estimate = evaluate_bound(network, x_eval, z_eval, objective, evaluation_shuffles, generator)
     if stopped:
         finite = history[np.isfinite(history)]
@@ -392,6 +437,7 @@ def _mine(
         iterations_run=iterations_run,
         stopped_early=stopped,
         message=message,
+        best_iteration=best_iteration if best_state is not None else iterations_run,
     )
 
 
@@ -408,16 +454,20 @@ def evaluate_bound(
     The product of marginals pairs every x with the z of ``shuffles`` random permutations.
     """
     n = x.shape[0]
+    permutations = [torch.randperm(n, generator=generator).to(z.device) for _ in range(shuffles)]
+    return _bound_with_shuffles(network, x, z, objective, permutations)
+
+
+def _bound_with_shuffles(
+    network: StatisticsNetwork, x: torch.Tensor, z: torch.Tensor, objective: Objective, permutations: list
+) -> float:
     with torch.no_grad():
         t_joint = network(x, z).double()
-        t_marginal = torch.cat(
-            [network(x, z[torch.randperm(n, generator=generator).to(z.device)]).double() for _ in range(shuffles)]
-        )
-        value = (
-            donsker_varadhan_bound(t_joint, t_marginal)
-            if objective == "dv"
-            else f_divergence_bound(t_joint, t_marginal)
-        )
+        t_marginal = torch.cat([network(x, z[permutation]).double() for permutation in permutations])
+        if objective == "dv":
+            value = donsker_varadhan_bound(t_joint, t_marginal)
+        else:
+            value = f_divergence_bound(t_joint, t_marginal)
     return float(value)
 
 
