@@ -420,3 +420,18 @@ def test_early_stopping_prevents_overfitting():
     assert selected.mutual_information == pytest.approx(truth, rel=0.35)
     assert selected.best_iteration < selected.iterations_run < 1500
     assert np.isnan(selected.history[selected.iterations_run :]).all()
+
+
+def test_reduced_information_plane_example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "information_plane.py"
+    spec = importlib.util.spec_from_file_location("information_plane", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    ds = example.run(steps=20, every=10, n_probe=200, mine_options={"iterations": 40, "hidden": (16,)})
+    assert ds["mutual_information"].dims == ("step", "pair")
+    assert list(ds["step"].values) == [0, 10, 20]
+    # I(T; Y) cannot exceed H(Y) ≤ log 10 by much (a lower bound, up to estimation noise)
+    assert (ds["mutual_information"].sel(pair=["1;label", "3;label"]) < np.log(10) + 0.3).all()
