@@ -5,8 +5,10 @@ Classification loaders return ``{"train": (x, y), "test": (x, y)}``, the form
 """
 
 from jacspec.datasets.embedded import Splits, digits, synthetic_classification
+from jacspec.datasets.files import cifar10, mnist, read_idx
+from jacspec.datasets.fourier import embed_curve, flower_curve, radial_wave, spectral_bias_data, sum_of_sines
+from jacspec.datasets.gaussians import correlated_gaussians
 
-__all__ = ["Splits", "digits", "synthetic_classification"]
-from jacspec.datasets.gaussians import correlated_gaussians  # noqa: E402
-
+__all__ = ["Splits", "cifar10", "digits", "mnist", "read_idx", "synthetic_classification"]
+__all__ += ["embed_curve", "flower_curve", "radial_wave", "spectral_bias_data", "sum_of_sines"]
 __all__ += ["correlated_gaussians"]
