@@ -435,3 +435,42 @@ def test_reduced_information_plane_example():
     assert list(ds["step"].values) == [0, 10, 20]
     # I(T; Y) cannot exceed H(Y) ≤ log 10 by much (a lower bound, up to estimation noise)
     assert (ds["mutual_information"].sel(pair=["1;label", "3;label"]) < np.log(10) + 0.3).all()
+
+
+@pytest.mark.parametrize("method", ["ksg", "mine"])
+def test_probe_in_monitor_and_information_plane_from_run_file(tmp_path, method):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import jacspec
+    from jacspec.plot import plot_information_plane
+
+    model, x, y = _mlp_and_data(300)
+    probe = MutualInformation(
+        between=[("input", "1"), ("1", "label"), ("input", "3"), ("3", "label")],
+        method=method,
+        options=None if method == "ksg" else {"iterations": 30, "hidden": (8,)},
+        warm_start=method == "mine",
+        warm_start_iterations=None if method == "ksg" else 10,
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "run.nc"
+    with jacspec.Monitor(
+        model, probes=[probe], data={"train": (x, y), "test": (x[:100], y[:100])}, every=2, path=path
+    ) as monitor:
+        for step in range(5):
+            loss = nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(step)
+    tree = jacspec.open_run(path)
+    mi = tree["mutual_information"].ds["mutual_information"]
+    assert set(mi.dims) == {"step", "split", "pair"}
+    assert np.isfinite(mi.values).all()
+    ax = plot_information_plane(tree["mutual_information"], split="test")
+    assert len(ax.collections) == 2
+    plt.close("all")
+    assert_no_hooks(model)
