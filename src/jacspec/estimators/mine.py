@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -124,7 +124,6 @@ class MineResult:
     stopped_early: bool = False
     message: str = ""
     best_iteration: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 def mine(
@@ -234,6 +233,20 @@ def mine(
     RuntimeWarning
         When the bound becomes NaN/inf during training: training stops, the network of the last finite
         iteration is kept and evaluated (never a silent NaN).
+
+    Raises
+    ------
+    FloatingPointError
+        When not a single training iteration was finite.
+
+    Examples
+    --------
+    >>> from jacspec.datasets import correlated_gaussians
+    >>> from jacspec.estimators import gaussian_mutual_information, mine
+    >>> x, z = correlated_gaussians(2000, 2, 0.8)
+    >>> result = mine(x, z, iterations=500, hidden=(32, 32))
+    >>> abs(result.mutual_information / gaussian_mutual_information(0.8, 2) - 1) < 0.15
+    True
     """
     previous_threads = torch.get_num_threads()
     if num_threads is not None:
@@ -365,7 +378,7 @@ def _mine(
                 stopped = True
                 message = (
                     f"the {objective.upper()} bound became non-finite ({float(value)}) at iteration {iteration}; "
-                    f"training stopped and the network of iteration {iteration - 1} was evaluated"
+                    "training stopped and the last finite network (or the best one on held-out samples) was evaluated"
                 )
                 break
             optimizer.zero_grad(set_to_none=True)
