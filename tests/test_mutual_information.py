@@ -170,7 +170,7 @@ def test_non_finite_from_the_start_raises():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(FloatingPointError, match="no finite estimate"):
-            mutual_information(x * 1e30, z, method="mine", standardize_features=False, iterations=20)
+            mutual_information(x * 1e30, z, method="mine", preprocess="none", iterations=20)
 
 
 def test_warm_start_network_continues():
