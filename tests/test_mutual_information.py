@@ -474,3 +474,38 @@ def test_probe_in_monitor_and_information_plane_from_run_file(tmp_path, method):
     assert len(ax.collections) == 2
     plt.close("all")
     assert_no_hooks(model)
+
+
+def test_gaussianize_is_monotone_bounded_and_keeps_ties():
+    from scipy.stats import norm
+
+    from jacspec.estimators import gaussianize
+
+    rng = np.random.default_rng(0)
+    values = np.c_[rng.standard_exponential(500) ** 3, np.maximum(rng.standard_normal(500), 0)]  # outliers, ties at 0
+    scores = gaussianize(values)
+    for column in range(2):
+        order = np.argsort(values[:, column], kind="stable")
+        assert np.all(np.diff(scores[order, column]) >= 0)  # non-decreasing along the sorted values
+        assert len(np.unique(scores[:, column])) == len(np.unique(values[:, column]))  # injective on the sample
+    assert np.abs(scores).max() <= norm.ppf(500 / 501) + 1e-12
+    # for Gaussian data the normal scores are close to the standardised values
+    x = rng.standard_normal((2000, 1))
+    assert np.corrcoef(gaussianize(x)[:, 0], x[:, 0])[0, 1] > 0.99
+
+
+def test_mine_on_sparse_relu_activations_is_stable():
+    # I(T; Y) between the second ReLU layer of the demo MLP (untrained) and the digit labels, on 1000
+    # training digits: 0 ≤ I ≤ H(Y) ≤ log 10. Standardised, the sparse activations have outliers (up to
+    # 31 sd) on which the network extrapolates, and the whole-sample bound fell to −5.6 nats with these
+    # options; normal scores (the default preprocess) keep it in range.
+    from jacspec.cli import digits_mlp
+    from jacspec.datasets import digits
+
+    x, y = digits()["train"]
+    with torch.no_grad():
+        hidden = digits_mlp().eval()[:5](x[:1000]).numpy()
+    one_hot = np.eye(10)[y[:1000].numpy()]
+    options = {"iterations": 300, "hidden": (64, 64), "batch_size": 256}
+    estimate = mine(hidden, one_hot, **options).mutual_information
+    assert 0.5 < estimate < math.log(10)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from jacspec.estimators._samples import MIN_SAMPLES, as_samples, check_pair, standardize
+from jacspec.estimators._samples import MIN_SAMPLES, as_samples, check_pair, gaussianize, standardize
 from jacspec.estimators.ksg import ksg, ksg_counts
 from jacspec.estimators.mine import (
     MineResult,
@@ -34,6 +34,7 @@ __all__ = [
     "donsker_varadhan_bound",
     "f_divergence_bound",
     "gaussian_mutual_information",
+    "gaussianize",
     "ksg",
     "ksg_counts",
     "mine",
