@@ -20,9 +20,14 @@ def test_demo_writes_run_and_figure(demo_result):
     tmp_path = result["run"].parent
     assert result["run"].exists() and result["figure"].stat().st_size > 5000
     tree = jacspec.open_run(result["run"])
-    assert {"performance", "spectral_norm", "fourier_spectrum", "weight_information", "point_jacobian"} <= set(
-        tree.children
-    )
+    assert {
+        "performance",
+        "spectral_norm",
+        "fourier_spectrum",
+        "weight_information",
+        "point_jacobian",
+        "mutual_information",
+    } <= set(tree.children)
     assert list(tree["performance"].ds["split"].values) == ["train", "test"]
     assert 0.0 <= result["test_accuracy"] <= 1.0
     again = demo(tmp_path, epochs=0, every=10, progress=False)  # the demo replaces its own run (step 0 only)

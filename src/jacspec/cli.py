@@ -12,7 +12,14 @@ __all__ = ["main", "demo", "demo_probes", "train_digits_mlp"]
 
 def demo_probes() -> list:
     """The probes ``jacspec demo`` attaches (each probe issue adds its own here)."""
-    from jacspec.probes import FourierSpectrum, Performance, PointJacobian, SpectralNorm, WeightInformation
+    from jacspec.probes import (
+        FourierSpectrum,
+        MutualInformation,
+        Performance,
+        PointJacobian,
+        SpectralNorm,
+        WeightInformation,
+    )
 
     probes = [Performance(), SpectralNorm()]
     # singular values of d logits / d input at every example, with the bimodal split and lognormal fits
@@ -21,6 +28,8 @@ def demo_probes() -> list:
     probes.append(FourierSpectrum(basis="kernel", max_samples=256))
     # information in the weights (Laplace, Gauss-Newton diagonal: exact for ReLU networks, fast)
     probes.append(WeightInformation(beta=1e-3, hessian="ggn"))
+    # information plane of the second hidden layer ("4" is its ReLU): I(X;T) and I(T;Y), KSG estimator
+    probes.append(MutualInformation(between=[("input", "4"), ("4", "label")], method="ksg"))
     return probes
 
 

@@ -6,6 +6,7 @@ from jacspec.plot.fourier_spectrum import (
     plot_spectral_bias,
     plot_spectral_norms,
 )
+from jacspec.plot.mutual_information import plot_estimates_vs_truth, plot_information_plane, plot_mine_history
 from jacspec.plot.point_jacobian import mean_log_curves, probability_plots, spectrum_figure, spectrum_histogram
 from jacspec.plot.run import curves, plot_run
 from jacspec.plot.weight_information import plot_log_alpha_quantiles, plot_random_labels, plot_weight_information
@@ -14,3 +15,4 @@ __all__ = ["curves", "plot_run"]
 __all__ += ["plot_manifold_spectra", "plot_robustness", "plot_spectral_bias", "plot_spectral_norms"]
 __all__ += ["plot_log_alpha_quantiles", "plot_random_labels", "plot_weight_information"]
 __all__ += ["mean_log_curves", "probability_plots", "spectrum_figure", "spectrum_histogram"]
+__all__ += ["plot_information_plane", "plot_mine_history", "plot_estimates_vs_truth"]
