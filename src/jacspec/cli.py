@@ -33,6 +33,17 @@ def demo_probes() -> list:
     return probes
 
 
+# the demo figure's panels per probe (probes not listed, e.g. a user's, get plot_run's default)
+DEMO_PANELS = {
+    "performance": ["loss", "accuracy"],
+    "spectral_norm": ["spectral_norm"],
+    "point_jacobian": ["mean_log_singular_value", "mode_fraction"],
+    "fourier_spectrum": ["amplitude"],
+    "weight_information": ["weight_information_per_sample", "layer_weight_information"],
+    "mutual_information": ["mutual_information"],
+}
+
+
 def digits_mlp(width: int = 128, dropout: float = 0.1, seed: int = 0):
     """The demo's model: 64 → width → width → 10 ReLU MLP with dropout."""
     import torch
@@ -130,7 +141,7 @@ def demo(out: str | Path = "runs", epochs: int = 20, every: int = 20, progress: 
     seconds = time.perf_counter() - start
     tree = jacspec.open_run(run_path)
     figure = out / "demo.png"
-    plot_run(tree, figure)
+    plot_run(tree, figure, variables=DEMO_PANELS)
     accuracy = float(tree["performance"].ds["accuracy"].sel(split="test").values[-1])
     return {"run": run_path, "figure": figure, "seconds": seconds, "test_accuracy": accuracy}
 

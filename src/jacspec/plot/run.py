@@ -11,7 +11,7 @@ import xarray as xr
 __all__ = ["plot_run", "curves"]
 
 _SKIP = {"wall_time", "probe_seconds"}
-_LINE_DIMS = ("layer", "output", "mode")  # a line each, when short
+_LINE_DIMS = ("layer", "output", "mode", "pair")  # a line each, when short
 _MAX_LINES = 12
 
 
@@ -54,8 +54,9 @@ def plot_run(run: Any, path: str | os.PathLike | None = None, variables: dict[st
     path : str or Path, optional
         Where to save the figure (PNG); the figure is returned either way.
     variables : dict, optional
-        ``{probe name: [variable names]}`` to restrict the panels; by default every variable with a
-        ``step`` dimension (at most 4 per probe, favouring scalars per step).
+        ``{probe name: [variable names]}``: the panels of those probes; probes not named get the
+        default, every variable with a ``step`` dimension (at most 4 per probe, favouring scalars per
+        step).
 
     Returns
     -------
