@@ -91,8 +91,7 @@ def parametrised_modules(model: nn.Module, layers: Sequence[str] | None = None) 
         unknown = [name for name in layers if name not in found]
         if unknown:
             raise ValueError(
-                f"`layers` must name modules that own trainable parameters; {unknown!r} are not among "
-                f"{list(found)}."
+                f"`layers` must name modules that own trainable parameters; {unknown!r} are not among {list(found)}."
             )
         found = {name: found[name] for name in found if name in set(layers)}
     if not found:
@@ -135,6 +134,7 @@ class _LayerRecord:
     module: nn.Module
     params: dict[str, torch.Tensor]
     calls: list[_Call] = field(default_factory=list)
+    adopted_by: str | None = None
 
 
 class _Factors:
@@ -196,11 +196,9 @@ class _GenericFactors(_Factors):
             in_dims = tuple(0 if _is_batched(a, self.n) else None for a in call.args)
             cotangents = [g[:, start:stop].transpose(0, 1) for g in grads]  # (m, c, ...)
 
-            def per_example(p, example_args, example_cotangents, call=call):
+            def per_example(p, example_args, example_cotangents, call=call, in_dims=in_dims):
                 def module_fn(p_):
-                    batched = tuple(
-                        a.unsqueeze(0) if d == 0 else a for a, d in zip(example_args, in_dims, strict=True)
-                    )
+                    batched = tuple(a.unsqueeze(0) if d == 0 else a for a, d in zip(example_args, in_dims, strict=True))
                     out = functional_call(module, p_, batched, call.kwargs)
                     leaves, _ = tree_flatten(out)
                     return tuple(leaves[k].squeeze(0) for k in call.leaf_index)
@@ -290,9 +288,22 @@ def _collect(
     shared = {pid: who for pid, who in owners.items() if len(who) > 1}
     if shared:
         who = sorted({n for w in shared.values() for n in w})
-        _handle_unsupported(f"Parameters shared between modules {who} (weight tying) are not supported.", on_unsupported)
+        _handle_unsupported(
+            f"Parameters shared between modules {who} (weight tying) are not supported.", on_unsupported
+        )
         for name in who:
             records[name].params = {k: p for k, p in records[name].params.items() if id(p) not in shared}
+
+    # ancestors of the layers are hooked too: a parameter used by an ancestor's forward rather than by
+    # its own module's (e.g. MultiheadAttention.out_proj) is adopted by the nearest ancestor that ran
+    all_modules = dict(model.named_modules())
+    ancestors: dict[str, _LayerRecord] = {}
+    for name in records:
+        parts = [] if name == "(root)" else name.split(".")
+        for k in range(len(parts) - 1, -1, -1):
+            parent = ".".join(parts[:k]) or "(root)"
+            if parent not in records and parent not in ancestors:
+                ancestors[parent] = _LayerRecord(parent, all_modules["" if parent == "(root)" else parent], {})
 
     def make_hook(record: _LayerRecord):
         def hook(module, args, kwargs, out):
@@ -310,8 +321,8 @@ def _collect(
 
     handles = []
     try:
-        for record in records.values():
-            if record.params:
+        for record in [*records.values(), *ancestors.values()]:
+            if record.params or record.name in ancestors:
                 handles.append(record.module.register_forward_hook(make_hook(record), with_kwargs=True))
         with torch.enable_grad():
             f = model(x) if output is None else output(model, x)
@@ -333,6 +344,19 @@ def _collect(
         )
     c = f.shape[1]
 
+    def batched(record: _LayerRecord) -> bool:
+        return all(t.shape[:1] == (n,) for call in record.calls for t in call.outputs)
+
+    for record in records.values():
+        if record.params and record.calls and not batched(record):
+            bad = next(t for call in record.calls for t in call.outputs if t.shape[:1] != (n,))
+            _handle_unsupported(
+                f"Module {record.name!r} returned a tensor of shape {tuple(bad.shape)}, not batched along "
+                f"the first dimension (n = {n}).",
+                on_unsupported,
+            )
+            record.params, record.calls = {}, []
+
     # modules that own parameters but whose forward hook never fired
     silent = [r for r in records.values() if r.params and not r.calls]
     if silent:
@@ -343,22 +367,9 @@ def _collect(
         for record in silent:
             m = len(record.params)
             if any(g is not None for g in used[k : k + m]):
-                _handle_unsupported(
-                    f"Module {record.name!r} owns parameters that the output depends on, but its forward was "
-                    "never called (the parameters are used by another module's forward).",
-                    on_unsupported,
-                )
-                record.params = {}
+                _adopt(record, records, ancestors, batched, on_unsupported)
             k += m
-    for record in records.values():
-        bad = [t for call in record.calls for t in call.outputs if t.shape[:1] != (n,)]
-        if record.params and bad:
-            _handle_unsupported(
-                f"Module {record.name!r} returned a tensor of shape {tuple(bad[0].shape)}, not batched along "
-                f"the first dimension (n = {n}).",
-                on_unsupported,
-            )
-            record.params, record.calls = {}, []
+        records = {name: records.get(name) or ancestors[name] for name in all_names_in_order(model, records, ancestors)}
 
     targets = [t for r in records.values() for call in r.calls for t in call.outputs]
     grads_flat = _output_gradients(f, targets) if targets else []
@@ -370,6 +381,8 @@ def _collect(
             grads.append(grads_flat[k : k + len(call.outputs)])
             k += len(call.outputs)
         if not record.params or not record.calls:
+            if name in ancestors and not record.params:
+                continue  # an ancestor that adopted nothing is not a layer
             factors[name] = _ZeroFactors(n, c)
             continue
         kind = _structured_kind(record.module, record.params)
@@ -378,6 +391,43 @@ def _collect(
         else:
             factors[name] = _GenericFactors(record, grads, n, c)
     return factors, n, c
+
+
+def _adopt(
+    record: _LayerRecord,
+    records: dict[str, _LayerRecord],
+    ancestors: dict[str, _LayerRecord],
+    batched: Callable[[_LayerRecord], bool],
+    on_unsupported: OnUnsupported,
+) -> None:
+    """Move the parameters of a module that never ran to the nearest ancestor that ran (batched)."""
+    parts = [] if record.name == "(root)" else record.name.split(".")
+    for k in range(len(parts) - 1, -1, -1):
+        parent_name = ".".join(parts[:k]) or "(root)"
+        parent = records.get(parent_name) or ancestors[parent_name]
+        if parent.calls and batched(parent):
+            prefix = "" if parent_name == "(root)" else parent_name + "."
+            relative = record.name[len(prefix) :] if prefix else record.name
+            for key, p in record.params.items():
+                parent.params[f"{relative}.{key}"] = p
+            record.params = {}
+            record.adopted_by = parent_name
+            return
+    _handle_unsupported(
+        f"Module {record.name!r} owns parameters that the output depends on, but neither its forward nor that "
+        "of an enclosing module (with outputs batched along dim 0) ran.",
+        on_unsupported,
+    )
+    record.params = {}
+
+
+def all_names_in_order(
+    model: nn.Module, records: dict[str, _LayerRecord], ancestors: dict[str, _LayerRecord]
+) -> list[str]:
+    """Names of the layer records and the ancestors holding adopted parameters, in named_modules order."""
+    keep = {name for name, r in records.items() if r.adopted_by is None}
+    keep |= {name for name, r in ancestors.items() if r.params}
+    return [(name or "(root)") for name, _ in model.named_modules() if (name or "(root)") in keep]
 
 
 class _ZeroFactors(_Factors):
