@@ -192,7 +192,7 @@ class _GenericFactors(_Factors):
         params = {k: p.detach() for k, p in self.record.params.items()}
         total = None
         for call, grads in zip(self.record.calls, self.grads):
-            args = tuple(_slice_batch(a, self.n, start, stop) for a in call.args)
+            args = tuple(_slice_batch(_detach(a), self.n, start, stop) for a in call.args)
             in_dims = tuple(0 if _is_batched(a, self.n) else None for a in call.args)
             cotangents = [g[:, start:stop].transpose(0, 1) for g in grads]  # (m, c, ...)
 
@@ -210,6 +210,10 @@ class _GenericFactors(_Factors):
             flat = torch.cat([result[k].reshape(stop - start, self.c, -1) for k in params], dim=2)
             total = flat if total is None else total + flat
         return total.reshape((stop - start) * self.c, -1)
+
+
+def _detach(value: Any) -> Any:
+    return value.detach() if isinstance(value, torch.Tensor) else value
 
 
 def _is_batched(value: Any, n: int) -> bool:
