@@ -10,8 +10,9 @@ Compares, on an MLP 784-512-512-512-10 and a small CNN (float32, CPU):
   implementation used in the thesis; a benchmark-only peer (``pip install --no-deps nngeometry``).
 
 Each method runs in its own subprocess (fresh memory accounting): one warm-up call, then the median
-of ``--repeats`` timed calls (a method whose warm-up takes over 5 s is timed by that call alone); peak memory is the growth of the resident set size (``ru_maxrss``) over
-the process' size before the first call. Every kernel is checked against ours (max abs difference).
+of ``--repeats`` timed calls (a method whose warm-up takes over 5 s is timed by that call alone);
+peak memory is the growth of the resident set size (``ru_maxrss``) over the process' size before
+the first call. Every kernel is checked against ours (max abs difference).
 
 Run: ``PYTHONPATH=src python benchmarks/tangent_kernel.py`` (about 1–2 minutes on 2 cores).
 """

@@ -16,6 +16,7 @@ from jacspec.probes.spectral_norm import SpectralNorm
 __all__ = [
     "Probe",
     "SpectralNorm",
+    "Performance",
     "PointJacobian",
     "TangentKernel",
     "FourierSpectrum",
@@ -30,6 +31,7 @@ __all__ = [
 # public class name -> module that defines it (imported on first access)
 _BUILTIN = {
     "SpectralNorm": "jacspec.probes.spectral_norm",
+    "Performance": "jacspec.probes.performance",
     "PointJacobian": "jacspec.probes.point_jacobian",
     "TangentKernel": "jacspec.probes.tangent_kernel",
     "FourierSpectrum": "jacspec.probes.fourier_spectrum",

@@ -1,0 +1,338 @@
+"""The callback side: run probes on a schedule during training and append them to a run file."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import xarray as xr
+from torch import nn
+
+from jacspec._attrs import to_json
+from jacspec._validation import check_model, describe, model_dtype
+from jacspec.probes.base import Probe
+from jacspec.schedules import ScheduleLike, as_schedule
+from jacspec.store import RunStore
+
+__all__ = ["Monitor", "StopTraining", "CallbackError"]
+
+Callback = Callable[[int, "str | None", str, xr.Dataset], Any]
+
+
+class StopTraining(Exception):
+    """Raise from a monitor callback to stop training: it propagates out of ``monitor.step`` (and so
+    out of ``optimizer.step()`` when the monitor is attached) after the step has been written."""
+
+
+class CallbackError(RuntimeWarning):
+    """Warning category for a callback that raised (the run file is intact)."""
+
+
+def _check_probes(probes: Any) -> list[Probe]:
+    if isinstance(probes, Probe):
+        probes = [probes]
+    if isinstance(probes, type) and issubclass(probes, Probe):
+        probes = [probes]
+    if not isinstance(probes, Sequence) or isinstance(probes, str):
+        raise TypeError(f"`probes` must be a list of Probe instances, but got {describe(probes)}.")
+    if len(probes) == 0:
+        raise ValueError("`probes` must hold at least one probe, but got an empty list.")
+    for i, probe in enumerate(probes):
+        if isinstance(probe, type):
+            raise TypeError(
+                f"`probes[{i}]` is the class {probe.__name__}, but Monitor expects probe instances. "
+                f"Instantiate it: {probe.__name__}()."
+            )
+        if not isinstance(probe, Probe):
+            raise TypeError(f"`probes[{i}]` must be a jacspec.probes.Probe instance, but got {describe(probe)}.")
+    names = [probe.name for probe in probes]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"`probes` must have distinct names (they name the groups of the run file), but {duplicates} "
+            "appear more than once. Give one a different name: probe.name = 'other_name'."
+        )
+    return list(probes)
+
+
+def _check_data(data: Any, model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            f"`data` must be a mapping of split names to (x, y) pairs, e.g. {{'train': (x, y)}}, but got "
+            f"{describe(data)}."
+        )
+    checked = {}
+    for split, pair in data.items():
+        if not isinstance(split, str) or not split:
+            raise TypeError(f"`data` keys must be non-empty split names (str), but got {split!r}.")
+        if isinstance(pair, torch.Tensor) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"`data[{split!r}]` must be a pair (x, y) (y may be None), but got {describe(pair)}.")
+        x, y = pair
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"`data[{split!r}][0]` (x) must be a torch.Tensor, but got {describe(x)}.")
+        if y is not None and not isinstance(y, torch.Tensor):
+            raise TypeError(f"`data[{split!r}][1]` (y) must be a torch.Tensor or None, but got {describe(y)}.")
+        dtype = model_dtype(model)
+        if x.is_floating_point() and dtype is not None and x.dtype != dtype:
+            raise TypeError(
+                f"`data[{split!r}][0]` (x) has dtype {x.dtype} but the model's parameters are {dtype}; convert "
+                f"one of them (x.to({dtype}) or model.to({x.dtype}))."
+            )
+        if y is not None and y.shape[0] != x.shape[0]:
+            raise ValueError(f"`data[{split!r}]`: x has {x.shape[0]} examples but y has {y.shape[0]}; they must match.")
+        checked[split] = (x, y)
+    return checked
+
+
+class Monitor:
+    """Run probes on a model during training and append every result to a netCDF run file.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model being trained.
+    probes : list of Probe
+        Probe instances with distinct ``name`` s.
+    data : mapping, optional
+        ``{split name: (x, y)}`` batches the probes measure (``y`` may be None for probes that need no
+        labels). Probes that need no input (``needs_input = False``) run once per step without a split.
+    every : int, "log", list of int or callable
+        Which steps are probed: every n steps (steps divisible by n, including 0), log-spaced steps
+        (:class:`jacspec.schedules.LogSpaced`), an explicit list, or a predicate ``step -> bool``.
+    path : str or Path, optional
+        Run file to write (its directory must exist). ``None`` keeps nothing on disk.
+    resume : bool
+        Append to an existing run file; steps not after its last step are skipped.
+    overwrite : bool
+        Replace an existing run file. Without ``resume`` or ``overwrite`` an existing file is an error.
+    progress : bool
+        Show a tqdm progress bar when a probed step takes more than a second.
+    callbacks : list of callables, optional
+        Functions ``fn(step, split, probe_name, dataset)`` called after each step is written (see
+        :meth:`add_callback`).
+
+    Examples
+    --------
+    >>> monitor = jacspec.Monitor(model, [SpectralNorm()], every=100, path="run.nc")  # doctest: +SKIP
+    >>> handle = monitor.attach(optimizer)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        probes: Sequence[Probe],
+        data: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]] | None = None,
+        every: ScheduleLike = 100,
+        path: str | os.PathLike | None = None,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
+        callbacks: Sequence[Callback] = (),
+    ):
+        self.model = check_model(model)
+        self.probes = _check_probes(probes)
+        self.data = _check_data(data, model)
+        self.schedule = as_schedule(every)
+        for probe in self.probes:
+            if probe.needs_input and not self.data:
+                raise ValueError(
+                    f"probe {probe.name!r} needs input data, but `data` is empty. Pass data={{'train': (x, y), ...}}."
+                )
+            if probe.needs_input and probe.needs_labels:
+                missing = [split for split, (_, y) in self.data.items() if y is None]
+                if missing:
+                    raise ValueError(
+                        f"probe {probe.name!r} needs labels, but `data` has y=None for split(s) {missing}."
+                    )
+        self.progress = progress
+        self._callbacks: list[Callback] = []
+        for fn in callbacks:
+            self.add_callback(fn)
+        self.callback_errors: list[tuple[int, str, BaseException]] = []
+        self._handles: list[Any] = []
+        self._counter = 0
+        self.last_results: dict[str, dict[str | None, xr.Dataset]] = {}
+        self.store: RunStore | None = None
+        if path is not None:
+            config = {
+                "probes": [probe.name for probe in self.probes],
+                "probe_configs": {probe.name: probe.config() for probe in self.probes},
+                "splits": list(self.data),
+                "every": repr(self.schedule),
+                "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+            }
+            self.store = RunStore(path, resume=resume, overwrite=overwrite, attrs={"monitor_config": to_json(config)})
+            if self.store.last_step is not None:
+                self._counter = self.store.last_step
+
+    # -- registration -------------------------------------------------------------------------------
+
+    def add_callback(self, fn: Callback) -> Callback:
+        """Register ``fn(step, split, probe_name, dataset)``, called after each probed step is on disk.
+
+        ``split`` is None for probes that need no data. A callback that raises :class:`StopTraining`
+        stops training (the exception propagates out of :meth:`step`); any other exception is reported
+        as a :class:`CallbackError` warning and kept in ``monitor.callback_errors``; the run goes on and
+        the run file is intact. Returns ``fn``, so it can be used as a decorator.
+        """
+        if not callable(fn):
+            raise TypeError(f"`fn` must be callable as fn(step, split, probe_name, dataset), but got {describe(fn)}.")
+        self._callbacks.append(fn)
+        return fn
+
+    def attach(self, optimizer: torch.optim.Optimizer, *, probe_initial: bool = False):
+        """Probe after each ``optimizer.step()`` that the schedule selects.
+
+        Steps are counted from 1 (the first ``optimizer.step()``) — or after the last stored step when
+        resuming. ``probe_initial=True`` probes the current model at once as step 0 (or the current
+        count). Returns a handle whose ``.remove()`` detaches the monitor.
+        """
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, but got {describe(optimizer)}.")
+        if probe_initial:
+            self.step(self._counter, force=True)
+
+        def hook(opt, args, kwargs):
+            self._counter += 1
+            self.step(self._counter)
+
+        handle = optimizer.register_step_post_hook(hook)
+        self._handles.append(handle)
+        return handle
+
+    # -- probing ------------------------------------------------------------------------------------
+
+    def should_probe(self, step: int) -> bool:
+        """Whether the schedule selects ``step`` (and it is after the last stored step)."""
+        if self.store is not None and self.store.last_step is not None and step <= self.store.last_step:
+            return False
+        return bool(self.schedule(step))
+
+    def step(self, step: int | None = None, *, force: bool = False) -> dict[str, dict[str | None, xr.Dataset]] | None:
+        """Probe the model at ``step`` if the schedule selects it (always with ``force=True``).
+
+        Parameters
+        ----------
+        step : int, optional
+            The training step; by default one more than the last step seen.
+        force : bool
+            Probe even if the schedule does not select this step (never a step already stored).
+
+        Returns
+        -------
+        dict or None
+            ``{probe name: {split or None: Dataset}}`` when the step was probed, else None.
+        """
+        if step is None:
+            step = self._counter + 1
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise TypeError(f"`step` must be an int, but got {describe(step)}.")
+        self._counter = max(self._counter, step)
+        selected = self.should_probe(step) or (
+            force and (self.store is None or self.store.last_step is None or step > self.store.last_step)
+        )
+        if not selected:
+            return None
+        return self._probe(step)
+
+    def _jobs(self) -> list[tuple[Probe, str | None]]:
+        jobs: list[tuple[Probe, str | None]] = []
+        for probe in self.probes:
+            if probe.needs_input or (self.data and getattr(probe, "per_split", False)):
+                jobs += [(probe, split) for split in self.data]
+            else:
+                jobs.append((probe, None))
+        return jobs
+
+    def _probe(self, step: int) -> dict[str, dict[str | None, xr.Dataset]]:
+        from tqdm.auto import tqdm
+
+        results: dict[str, dict[str | None, xr.Dataset]] = {}
+        seconds: dict[str, dict[str | None, float]] = {}
+        jobs = self._jobs()
+        bar = tqdm(
+            total=len(jobs),
+            desc=f"jacspec step {step}",
+            leave=False,
+            delay=1.0,
+            disable=None if self.progress else True,
+        )
+        try:
+            for probe, split in jobs:
+                bar.set_postfix_str(probe.name if split is None else f"{probe.name}/{split}", refresh=False)
+                start = time.perf_counter()
+                try:
+                    if split is None:
+                        ds = probe.measure(self.model)
+                    else:
+                        x, y = self.data[split]
+                        ds = probe.measure(self.model, x, y)
+                except Exception as err:
+                    where = f"probe {probe.name!r}" + (f" on split {split!r}" if split else "") + f" at step {step}"
+                    if hasattr(err, "add_note"):
+                        err.add_note(f"(raised by {where}; the run file keeps every earlier step)")
+                    raise
+                results.setdefault(probe.name, {})[split] = ds
+                seconds.setdefault(probe.name, {})[split] = time.perf_counter() - start
+                bar.update()
+        finally:
+            bar.close()
+        if self.store is not None:
+            self.store.append(step, results, seconds)
+        self.last_results = results
+        self._run_callbacks(step, results)
+        return results
+
+    def _run_callbacks(self, step: int, results: dict[str, dict[str | None, xr.Dataset]]) -> None:
+        stop: StopTraining | None = None
+        for name, by_split in results.items():
+            for split, ds in by_split.items():
+                for fn in self._callbacks:
+                    try:
+                        fn(step, split, name, ds)
+                    except StopTraining as err:
+                        stop = stop or err
+                    except Exception as err:  # noqa: BLE001 - reported, the run goes on
+                        self.callback_errors.append((step, name, err))
+                        summary = "".join(traceback.format_exception_only(type(err), err)).strip()
+                        warnings.warn(
+                            f"callback {getattr(fn, '__name__', fn)!r} raised at step {step} (probe {name!r}, "
+                            f"split {split!r}): {summary}. The run file is intact; training goes on.",
+                            CallbackError,
+                            stacklevel=3,
+                        )
+        if stop is not None:
+            raise stop
+
+    # -- lifetime -----------------------------------------------------------------------------------
+
+    @property
+    def path(self):
+        """The run file's path (None without one)."""
+        return None if self.store is None else self.store.path
+
+    def close(self) -> None:
+        """Detach from every optimizer. The run file is already complete after each step."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Monitor(probes={[p.name for p in self.probes]}, splits={list(self.data)}, "
+            f"every={self.schedule!r}, path={str(self.path) if self.path else None!r})"
+        )
