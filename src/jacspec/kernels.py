@@ -751,19 +751,22 @@ def centered_kernel_alignment(kernel: torch.Tensor, other: torch.Tensor) -> floa
     """``CKA(K, K') = Tr[K_c K'_c] / (‖K_c‖_F ‖K'_c‖_F)`` with ``K_c = C K C``, ``C = I − 11ᵀ/r`` (paper 002, eq. 7).
 
     ``other`` is either an ``r × r`` kernel or a vector ``v`` standing for the rank-one kernel ``v vᵀ``
-    (e.g. the label vector: ``CKA(K, Y Yᵀ)``), which is not formed. Computed in float64.
+    (e.g. the label vector: ``CKA(K, Y Yᵀ)``), which is not formed; ``kernel`` is then taken to be
+    symmetric. Computed in float64.
     """
-    k = _centered(kernel.double())
     if other.dim() == 1:
+        # rank-one K' = v vᵀ: Tr[K_c K'_c] = v_cᵀ K v_c with v_c = C v, ‖K'_c‖_F = ‖v_c‖², and for a
+        # symmetric K, ‖C K C‖_F² = ‖K‖_F² − (2/r)‖K 1‖² + (1ᵀ K 1)²/r²; no centered matrix is formed
+        k = kernel.double()
+        r = k.shape[0]
         v = other.double().to(k.device)
         v = v - v.mean()
-        numerator = v @ k @ v
-        other_norm = v @ v
-    else:
-        o = _centered(other.double().to(k.device))
-        numerator = (k * o).sum()
-        other_norm = torch.linalg.matrix_norm(o)
-    return float(numerator / (torch.linalg.matrix_norm(k) * other_norm))
+        row_sums = k.sum(1)
+        norm_sq = (k * k).sum() - 2.0 / r * (row_sums @ row_sums) + row_sums.sum() ** 2 / r**2
+        return float((v @ k @ v) / (norm_sq.clamp_min(0).sqrt() * (v @ v)))
+    k = _centered(kernel.double())
+    o = _centered(other.double().to(k.device))
+    return float((k * o).sum() / (torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(o)))
 
 
 def alignment(kernel: torch.Tensor, other: torch.Tensor) -> float:

@@ -37,13 +37,26 @@ _FLOAT64_EIGEN_LIMIT = 6000  # kernels up to this size are diagonalised in float
 
 
 def kernel_eigenvalues(kernel: torch.Tensor) -> np.ndarray:
-    """Eigenvalues of a symmetric kernel, descending, as float64 (float64 decomposition up to 6000 rows)."""
+    """Eigenvalues of a symmetric kernel, descending, as float64 (float64 decomposition up to 6000 rows).
+
+    On CPU the decomposition runs on one thread: ``eigvalsh`` gains little from threads at these sizes
+    and, on a machine whose cores are oversubscribed, a multi-threaded LAPACK call can be many times
+    slower than a single-threaded one. The thread count is restored afterwards.
+    """
     k = kernel.detach()
     if k.shape[0] <= _FLOAT64_EIGEN_LIMIT:
         k = k.double()
     k = (k + k.T) / 2
-    values = torch.linalg.eigvalsh(k).cpu().numpy().astype(np.float64)
-    return values[::-1].copy()
+    threads = torch.get_num_threads()
+    single = k.device.type == "cpu" and threads > 1
+    try:
+        if single:
+            torch.set_num_threads(1)
+        values = torch.linalg.eigvalsh(k)
+    finally:
+        if single:
+            torch.set_num_threads(threads)
+    return values.cpu().numpy().astype(np.float64)[::-1].copy()
 
 
 def _check_ks(trace_ks: Sequence[int]) -> tuple[int, ...]:
