@@ -499,8 +499,8 @@ def _gram(fa: _Factors, fb: _Factors | None, out: torch.Tensor, budget: float, c
             stop = min(start + step, fa.n)
             gg = fa.g[start:stop, :, 0, :].reshape((stop - start) * c, -1) @ gb.T
             uu = fa.u[start:stop, 0, :] @ ub.T
-            block = gg.view(stop - start, c, fb.n, c) * uu[:, None, :, None]
-            out[start * c : stop * c] += block.reshape((stop - start) * c, fb.n * c)
+            gg.view(stop - start, c, fb.n, c).mul_(uu[:, None, :, None])
+            out[start * c : stop * c] += gg
         return
     step = chunk_size or _chunk_size(0, max(fa.width(), fb.n * c), c, itemsize, budget)
     # keep all of Φ_ℓ(b) when it fits in half the budget, else recompute its chunks
