@@ -27,6 +27,7 @@ def test_demo_writes_run_and_figure(demo_result):
         "weight_information",
         "point_jacobian",
         "mutual_information",
+        "tangent_kernel",
     } <= set(tree.children)
     assert list(tree["performance"].ds["split"].values) == ["train", "test"]
     assert 0.0 <= result["test_accuracy"] <= 1.0

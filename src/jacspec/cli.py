@@ -18,12 +18,15 @@ def demo_probes() -> list:
         Performance,
         PointJacobian,
         SpectralNorm,
+        TangentKernel,
         WeightInformation,
     )
 
     probes = [Performance(), SpectralNorm()]
     # singular values of d logits / d input at every example, with the bimodal split and lognormal fits
     probes.append(PointJacobian(fit_modes=True))
+    # empirical tangent kernel on 100 examples per split: effective rank, trace ratios, CKA with labels
+    probes.append(TangentKernel(max_examples=100, layer_statistics=False))
     # digits are 64-dimensional: the generalized spectrum on RBF-kernel eigenvectors of each split
     probes.append(FourierSpectrum(basis="kernel", max_samples=256))
     # information in the weights (Laplace, Gauss-Newton diagonal: exact for ReLU networks, fast)
@@ -38,6 +41,7 @@ DEMO_PANELS = {
     "performance": ["loss", "accuracy"],
     "spectral_norm": ["spectral_norm"],
     "point_jacobian": ["mean_log_singular_value", "mode_fraction"],
+    "tangent_kernel": ["effective_rank", "cka_labels"],
     "fourier_spectrum": ["amplitude"],
     "weight_information": ["weight_information_per_sample", "layer_weight_information"],
     "mutual_information": ["mutual_information"],

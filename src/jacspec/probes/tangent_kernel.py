@@ -1,0 +1,377 @@
+"""Tangent-kernel probes: spectrum, effective rank, trace ratios and label alignment of the empirical NTK.
+
+Paper 002 (Baratin, PhD thesis), chapter 4: the multiclass tangent kernel ``K = Φ Φᵀ`` on a batch of
+``n`` examples is an ``(n·c) × (n·c)`` matrix (B.1.4, eq. 22); its spectrum becomes strongly anisotropic
+early in training (effective rank, eq. 5; trace ratios, eq. 6) and it aligns with the class labels
+(CKA with ``Y Yᵀ``, eq. 7), layer by layer (``K = Σ_ℓ K^ℓ``). Section 4.4.2 proposes the complexity
+measure ``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` (eq. 18), accumulated by :class:`TangentComplexity`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from jacspec._validation import check_labels
+from jacspec.kernels import (
+    alignment,
+    center_features,
+    centered_kernel_alignment,
+    effective_rank,
+    label_vector,
+    layerwise_tangent_kernels,
+    tangent_kernel_diagonal,
+    trace_ratios,
+)
+from jacspec.probes.base import Probe
+
+__all__ = ["DEFAULT_TRACE_KS", "TangentComplexity", "TangentKernel", "complexity_measure", "kernel_eigenvalues"]
+
+DEFAULT_TRACE_KS = (1, 2, 5, 10, 20, 40, 80, 160)
+_FLOAT64_EIGEN_LIMIT = 6000  # kernels up to this size are diagonalised in float64
+
+
+def kernel_eigenvalues(kernel: torch.Tensor) -> np.ndarray:
+    """Eigenvalues of a symmetric kernel, descending, as float64 (float64 decomposition up to 6000 rows).
+
+    On CPU the decomposition runs on one thread: ``eigvalsh`` gains little from threads at these sizes
+    and, on a machine whose cores are oversubscribed, a multi-threaded LAPACK call can be many times
+    slower than a single-threaded one. The thread count is restored afterwards.
+    """
+    k = kernel.detach()
+    if k.shape[0] <= _FLOAT64_EIGEN_LIMIT:
+        k = k.double()
+    k = (k + k.T) / 2
+    threads = torch.get_num_threads()
+    single = k.device.type == "cpu" and threads > 1
+    try:
+        if single:
+            torch.set_num_threads(1)
+        values = torch.linalg.eigvalsh(k)
+    finally:
+        if single:
+            torch.set_num_threads(threads)
+    return values.cpu().numpy().astype(np.float64)[::-1].copy()
+
+
+def _check_ks(trace_ks: Sequence[int]) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(k) for k in trace_ks)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`trace_ks` must be a sequence of positive integers, but got {trace_ks!r}.") from err
+    if not ks or any(k < 1 for k in ks) or any(int(k) != k for k in trace_ks):
+        raise ValueError(f"`trace_ks` must be a non-empty sequence of positive integers, but got {trace_ks!r}.")
+    return tuple(sorted(set(ks)))
+
+
+def _attrs(long_name: str, units: str = "1") -> dict[str, str]:
+    return {"long_name": long_name, "units": units}
+
+
+class TangentKernel(Probe):
+    """Spectrum and label alignment of the multiclass empirical tangent kernel, in total and per layer.
+
+    On a batch of ``n`` examples with ``c`` outputs the probe forms the layer-wise kernels ``K^ℓ`` with
+    :func:`jacspec.kernels.layerwise_tangent_kernels` (never the full ``n·c × P`` Jacobian) and
+    ``K = Σ_ℓ K^ℓ``, rows ordered sample-major (``i·c + a``), then
+
+    * eigenvalues ``λ_1 ≥ … ≥ λ_r`` of ``K`` (``r = n·c``; float64 decomposition),
+    * effective rank ``exp(H(μ))``, ``μ_j = λ_j / Σ λ`` (paper 002, eq. 5),
+    * trace ratios ``T_k = Σ_{j<k} λ_j / Σ_j λ_j`` (eq. 6) and eigenvalue ratios ``λ_k / λ_1``,
+    * ``CKA(K, Y Yᵀ) = Tr[K_c K_Y,c] / (‖K_c‖_F ‖K_Y,c‖_F)``, ``K_c = C K C``, ``C = I − 11ᵀ/r`` (eq. 7),
+      with ``Y`` the concatenated one-hot labels, and the uncentered alignment of Fig. B.6,
+    * per layer: trace, CKA, uncentered alignment, effective rank and largest eigenvalue of ``K^ℓ``.
+
+    Parameters
+    ----------
+    layers : sequence of str, optional
+        Module names whose own parameters define the kernel (default: every module with trainable
+        parameters).
+    center_features : bool
+        Use centered tangent features ``Φ(x) − E_x Φ(x)`` (mean over the batch, per class), as in the
+        thesis' chapter 4 figures; default False: ``K = Φ Φᵀ`` as is.
+    trace_ks : sequence of int
+        The ``k`` of the trace ratios and eigenvalue ratios; those larger than ``n·c`` are dropped.
+    cka : bool, optional
+        ``None`` (default): label alignment when ``y`` is given; ``True``: require ``y``; ``False``: skip.
+    layer_statistics : bool
+        Eigen-decompose every layer kernel for ``layer_effective_rank`` / ``layer_max_eigenvalue``
+        (one extra decomposition per layer); traces and CKA per layer are always emitted.
+    return_kernel : bool
+        Add the kernel itself as ``kernel`` ``(kernel_row, kernel_column)``.
+    max_examples : int, optional
+        Use only the first ``max_examples`` examples of ``x`` (e.g. 100 as in the thesis when a
+        Monitor passes a whole split).
+    output : callable, optional
+        ``output(model, x) -> (n, c)`` logits; default ``model(x)``.
+    on_unsupported : {"raise", "warn", "ignore"}
+        Parameters whose tangent features cannot be computed (see :mod:`jacspec.kernels`).
+    memory_budget_gb : float
+        Memory bound for the kernels and their blocks; too large an ``n·c`` raises before allocating.
+    mode : {"eval", "train"}
+        Mode of the model during the measurement (BatchNorm in train mode is refused).
+
+    Notes
+    -----
+    Emitted variables (``units`` is ``"1"`` for ratios, otherwise the squared unit of the output
+    per squared parameter unit, written ``"output**2"``):
+
+    ``eigenvalues`` ``(eigen,)``, ``effective_rank`` ``()``, ``trace_ratio`` ``(k,)``,
+    ``eigenvalue_ratio`` ``(k,)``, ``max_eigenvalue``, ``mean_eigenvalue``, ``median_eigenvalue``,
+    ``trace`` ``()``; with labels ``cka_labels``, ``alignment_labels`` ``()``; per layer
+    ``layer_trace``, ``layer_cka_labels``, ``layer_alignment_labels``, ``layer_effective_rank``,
+    ``layer_max_eigenvalue`` ``(layer,)``; ``kernel`` ``(kernel_row, kernel_column)`` on request.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes import TangentKernel
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    >>> ds = TangentKernel().measure(model, torch.randn(10, 4), torch.randint(0, 3, (10,)))
+    >>> ds["eigenvalues"].sizes["eigen"], list(ds["layer"].values)
+    (30, ['0', '2'])
+    >>> 1 <= float(ds["effective_rank"]) <= 30 and 0 <= float(ds["cka_labels"]) <= 1
+    True
+    """
+
+    name = "tangent_kernel"
+
+    def __init__(
+        self,
+        layers: Sequence[str] | None = None,
+        center_features: bool = False,
+        trace_ks: Sequence[int] = DEFAULT_TRACE_KS,
+        cka: bool | None = None,
+        layer_statistics: bool = True,
+        return_kernel: bool = False,
+        max_examples: int | None = None,
+        output: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+        on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
+        memory_budget_gb: float = 2.0,
+        mode: Literal["eval", "train"] = "eval",
+    ):
+        if on_unsupported not in ("raise", "warn", "ignore"):
+            raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
+        if mode not in ("eval", "train"):
+            raise ValueError(f"`mode` must be 'eval' or 'train', but got {mode!r}.")
+        if cka not in (None, True, False):
+            raise ValueError(f"`cka` must be None, True or False, but got {cka!r}.")
+        if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
+            raise ValueError(f"`max_examples` must be a positive integer or None, but got {max_examples!r}.")
+        if (
+            isinstance(memory_budget_gb, bool)
+            or not isinstance(memory_budget_gb, (int, float))
+            or memory_budget_gb <= 0
+        ):
+            raise ValueError(f"`memory_budget_gb` must be a positive number, but got {memory_budget_gb!r}.")
+        self.layers = None if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+        self.center_features = bool(center_features)
+        self.trace_ks = _check_ks(trace_ks)
+        self.cka = cka
+        self.layer_statistics = bool(layer_statistics)
+        self.return_kernel = bool(return_kernel)
+        self.max_examples = max_examples
+        self.output = output
+        self.on_unsupported = on_unsupported
+        self.memory_budget_gb = memory_budget_gb
+        self.mode = mode
+
+    def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
+        if self.cka is True and y is None:
+            raise ValueError(
+                "`y` (integer class labels of shape (n,)) is required by TangentKernel(cka=True), but got None."
+            )
+        if self.max_examples is not None:
+            x = x[: self.max_examples]
+            y = None if y is None else y[: self.max_examples]
+        kernels = layerwise_tangent_kernels(
+            model,
+            x,
+            layers=self.layers,
+            output=self.output,
+            on_unsupported=self.on_unsupported,
+            memory_budget_gb=self.memory_budget_gb,
+        )
+        n = x.shape[0]
+        first = next(iter(kernels.values()))
+        c = first.shape[0] // n
+        if self.center_features:
+            kernels = {name: center_features(k, n, c) for name, k in kernels.items()}
+        total = sum(kernels.values())
+        eigenvalues = kernel_eigenvalues(total)
+        r = eigenvalues.size
+        ks = [k for k in self.trace_ks if k <= r]
+        data: dict[str, Any] = {
+            "eigenvalues": ("eigen", eigenvalues, _attrs("eigenvalues of the tangent kernel, descending", "output**2")),
+            "effective_rank": ((), effective_rank(eigenvalues), _attrs("effective rank exp(H(mu)) (eq. 5)")),
+            "trace_ratio": ("k", trace_ratios(eigenvalues, ks), _attrs("share of the trace in the top k eigenvalues")),
+            "eigenvalue_ratio": (
+                "k",
+                eigenvalues[np.asarray(ks) - 1] / eigenvalues[0],
+                _attrs("k-th over largest eigenvalue"),
+            ),
+            "max_eigenvalue": ((), eigenvalues[0], _attrs("largest eigenvalue", "output**2")),
+            "mean_eigenvalue": ((), eigenvalues.mean(), _attrs("mean eigenvalue", "output**2")),
+            "median_eigenvalue": ((), float(np.median(eigenvalues)), _attrs("median eigenvalue", "output**2")),
+            "trace": ((), float(torch.trace(total).double()), _attrs("trace of the tangent kernel", "output**2")),
+        }
+        names = list(kernels)
+        data["layer_trace"] = (
+            "layer",
+            np.array([float(torch.trace(k).double()) for k in kernels.values()]),
+            _attrs("trace of the layer-wise tangent kernel", "output**2"),
+        )
+        if self.layer_statistics:
+            spectra = [kernel_eigenvalues(k) for k in kernels.values()]
+            data["layer_effective_rank"] = (
+                "layer",
+                np.array([effective_rank(s) for s in spectra]),
+                _attrs("effective rank of the layer-wise kernel"),
+            )
+            data["layer_max_eigenvalue"] = (
+                "layer",
+                np.array([s[0] for s in spectra]),
+                _attrs("largest eigenvalue of the layer-wise kernel", "output**2"),
+            )
+        use_labels = y is not None and self.cka is not False
+        if use_labels:
+            y = check_labels(y, n, n_classes=c, probe=self.name)
+            labels = label_vector(y, c).to(total.device)
+            data["cka_labels"] = ((), centered_kernel_alignment(total, labels), _attrs("CKA(K, YY^T) (eq. 7)"))
+            data["alignment_labels"] = ((), alignment(total, labels), _attrs("uncentered alignment with YY^T"))
+            data["layer_cka_labels"] = (
+                "layer",
+                np.array([centered_kernel_alignment(k, labels) for k in kernels.values()]),
+                _attrs("CKA of the layer-wise kernel with YY^T"),
+            )
+            data["layer_alignment_labels"] = (
+                "layer",
+                np.array([alignment(k, labels) for k in kernels.values()]),
+                _attrs("uncentered alignment of the layer-wise kernel with YY^T"),
+            )
+        coords: dict[str, Any] = {
+            "eigen": ("eigen", np.arange(1, r + 1), {"long_name": "eigenvalue rank (1 = largest)"}),
+            "k": ("k", np.asarray(ks, dtype=np.int64), {"long_name": "number of top eigenvalues"}),
+            "layer": ("layer", np.asarray(names, dtype=object), {"long_name": "module name"}),
+        }
+        if self.return_kernel:
+            data["kernel"] = (
+                ("kernel_row", "kernel_column"),
+                total.detach().double().cpu().numpy(),
+                _attrs("tangent kernel, sample-major rows (i*c + a)", "output**2"),
+            )
+            sample = np.repeat(np.arange(n), c)
+            klass = np.tile(np.arange(c), n)
+            coords["row_sample"] = ("kernel_row", sample, {"long_name": "example index"})
+            coords["row_class"] = ("kernel_row", klass, {"long_name": "output index"})
+            coords["column_sample"] = ("kernel_column", sample, {"long_name": "example index"})
+            coords["column_class"] = ("kernel_column", klass, {"long_name": "output index"})
+        ds = xr.Dataset(data, coords=coords)
+        ds.attrs.update(
+            {"n_examples": n, "n_classes": c, "center_features": int(self.center_features), "kernel_size": r}
+        )
+        return ds
+
+
+def complexity_measure(update_norms: Sequence[float], feature_norms: Sequence[float]) -> float:
+    """``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` (paper 002, eq. 18), ``‖Φ_t‖_F = √Tr K_t`` (footnote 12)."""
+    u = np.asarray(update_norms, dtype=np.float64)
+    f = np.asarray(feature_norms, dtype=np.float64)
+    if u.shape != f.shape:
+        raise ValueError(f"`update_norms` and `feature_norms` must have the same shape, got {u.shape} and {f.shape}.")
+    return float((u * f).sum())
+
+
+class TangentComplexity(Probe):
+    """Running complexity measure ``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` of a training run (paper 002, eq. 18).
+
+    Each call computes ``‖Φ_t‖_F = √Tr K_t`` on the batch (only the kernel diagonal, cheap) and the norm
+    of the parameter change since the previous call *on the same batch*, ``‖δw‖ = ‖w_t − w_{t'}‖₂``,
+    over the parameters of ``layers`` (default: all trainable parameters). The sum uses the left point
+    of each interval: ``C += ‖w_t − w_{t'}‖₂ ‖Φ_{t'}‖_F``. Probed after every optimizer step this is
+    exactly eq. 18 with the SGD updates ``δw_t``; probed every ``k`` steps, ``‖w_t − w_{t−k}‖`` replaces
+    the sum of the ``k`` update norms, a lower bound (triangle inequality), so compare runs probed on
+    the same schedule. State is kept per model and per batch (fingerprint of ``x``: shape, sum and sum
+    of squares), so one probe can follow the train and test splits of a Monitor; :meth:`reset` clears it.
+
+    Emits ``complexity`` (accumulated C), ``update_norm`` (‖δw‖ since the last call, 0 on the first),
+    ``feature_norm`` (‖Φ_t‖_F) and ``trace`` (Tr K_t), all ``()``, and ``n_calls`` as an attribute.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.tangent_kernel import TangentComplexity
+    >>> model, x = torch.nn.Linear(3, 2), torch.ones(4, 3)
+    >>> probe = TangentComplexity()
+    >>> float(probe.measure(model, x)["complexity"])
+    0.0
+    >>> with torch.no_grad():
+    ...     model.bias += 1.0  # ‖δw‖ = √2, ‖Φ‖_F = √(4·2·(3 + 1)) = √32
+    >>> round(float(probe.measure(model, x)["complexity"]), 6)
+    8.0
+    """
+
+    name = "tangent_complexity"
+
+    def __init__(
+        self,
+        layers: Sequence[str] | None = None,
+        output: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+        on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
+    ):
+        if on_unsupported not in ("raise", "warn", "ignore"):
+            raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
+        self.layers = None if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+        self.output = output
+        self.on_unsupported = on_unsupported
+        self._state: dict[tuple, dict[str, Any]] = {}
+
+    def reset(self) -> None:
+        """Forget the previous parameters and the accumulated complexity."""
+        self._state.clear()
+
+    def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
+        from jacspec.kernels import parametrised_modules
+
+        diagonals = tangent_kernel_diagonal(
+            model, x, layers=self.layers, output=self.output, on_unsupported=self.on_unsupported
+        )
+        trace = float(sum(float(d.double().sum()) for d in diagonals.values()))
+        feature_norm = float(np.sqrt(max(trace, 0.0)))
+        modules = parametrised_modules(model, self.layers)
+        weights = torch.cat(
+            [
+                p.detach().reshape(-1).double().cpu()
+                for module in modules.values()
+                for p in module._parameters.values()
+                if p is not None and p.requires_grad
+            ]
+        )
+        xd = x.detach().double()
+        key = (id(model), tuple(x.shape), float(xd.sum()), float((xd**2).sum()))
+        state = self._state.get(key)
+        if state is None or state["weights"].shape != weights.shape:
+            state = {"weights": weights, "feature_norm": feature_norm, "complexity": 0.0, "n_calls": 0}
+            update_norm = 0.0
+        else:
+            update_norm = float(torch.linalg.vector_norm(weights - state["weights"]))
+            state["complexity"] += update_norm * state["feature_norm"]
+            state["weights"], state["feature_norm"] = weights, feature_norm
+        state["n_calls"] += 1
+        self._state[key] = state
+        return xr.Dataset(
+            {
+                "complexity": ((), state["complexity"], _attrs("complexity sum_t |dw_t| |Phi_t|_F (eq. 18)", "output")),
+                "update_norm": ((), update_norm, _attrs("parameter change since the previous call", "parameter")),
+                "feature_norm": ((), feature_norm, _attrs("Frobenius norm of the tangent features", "output")),
+                "trace": ((), trace, _attrs("trace of the tangent kernel", "output**2")),
+            },
+            attrs={"n_calls": state["n_calls"], "n_examples": int(x.shape[0])},
+        )
