@@ -37,6 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import issue_mlp  # noqa: E402
+
 CASES = {"mlp": 2000, "cnn": 500}
 METHODS = ["paper", "vmap_svdvals", "jacspec"]
 THREADS = (1, 2)
@@ -45,15 +48,7 @@ THREADS = (1, 2)
 def build(case: str, n: int) -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     if case == "mlp":
-        model = nn.Sequential(
-            nn.Linear(784, 512),
-            nn.ReLU(),
-            nn.Linear(512, 512),
-            nn.ReLU(),
-            nn.Linear(512, 512),
-            nn.ReLU(),
-            nn.Linear(512, 10),
-        )
+        model = issue_mlp()
         x = torch.randn(n, 784)
     elif case == "cnn":
         model = nn.Sequential(

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table, peak_memory_mib, time_call
+from _common import issue_mlp, markdown_table, peak_memory_mib, time_call
 
 from jacspec.probes import SpectralNorm
 from jacspec.probes.spectral_norm import weight_matrices
@@ -22,15 +22,7 @@ from jacspec.probes.spectral_norm import weight_matrices
 
 def models():
     torch.manual_seed(0)
-    mlp = nn.Sequential(
-        nn.Linear(784, 512),
-        nn.ReLU(),
-        nn.Linear(512, 512),
-        nn.ReLU(),
-        nn.Linear(512, 512),
-        nn.ReLU(),
-        nn.Linear(512, 10),
-    )
+    mlp = issue_mlp()
     cnn = nn.Sequential(
         nn.Conv2d(3, 64, 3),
         nn.ReLU(),

@@ -28,6 +28,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import issue_mlp  # noqa: E402
+
 N_EXAMPLES = 100
 SLOW_CALL_S = 5.0
 
@@ -38,15 +41,7 @@ def build(model_name: str):
 
     torch.manual_seed(0)
     if model_name == "mlp":
-        model = nn.Sequential(
-            nn.Linear(784, 512),
-            nn.ReLU(),
-            nn.Linear(512, 512),
-            nn.ReLU(),
-            nn.Linear(512, 512),
-            nn.ReLU(),
-            nn.Linear(512, 10),
-        )
+        model = issue_mlp()
         x = torch.randn(N_EXAMPLES, 784)
     else:
         model = nn.Sequential(
