@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "check_positive_int",
     "check_model",
     "check_input",
     "check_labels",
@@ -34,6 +35,15 @@ def describe(value: Any) -> str:
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def check_positive_int(value: Any, argument: str) -> int:
+    """Check that ``value`` is a positive integer (``bool`` is not; numpy integers are) and return it."""
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{argument}` must be a positive integer, but got {value!r}.")
+    return int(value)
 
 
 def check_model(model: Any, *, argument: str = "model", need_parameters: bool = True) -> nn.Module:

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 
+from jacspec._validation import check_positive_int
 from jacspec.datasets.embedded import Splits
 
 __all__ = ["DISK_RADIUS", "disk", "disk_grid"]
@@ -46,8 +47,7 @@ def disk(n_train: int = 500, n_test: int = 500, seed: int = 0, dtype: torch.dtyp
     ((4, 2), torch.int64)
     """
     for name, value in (("n_train", n_train), ("n_test", n_test)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer, but got {value!r}.")
+        check_positive_int(value, name)
     rng = np.random.default_rng(seed)
     splits: Splits = {}
     for split, n in (("train", n_train), ("test", n_test)):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from jacspec._validation import check_positive_int
 from jacspec.estimators._samples import check_pair, gaussianize, standardize
 
 __all__ = [
@@ -253,7 +254,7 @@ def mine(
     """
     previous_threads = torch.get_num_threads()
     if num_threads is not None:
-        _check_positive_int(num_threads, "num_threads")
+        check_positive_int(num_threads, "num_threads")
         torch.set_num_threads(int(num_threads))
     try:
         return _mine(**{k: v for k, v in locals().items() if k not in ("previous_threads", "num_threads")})
@@ -287,12 +288,12 @@ def _mine(
 ) -> MineResult:
     if objective not in ("dv", "f"):
         raise ValueError(f"`objective` must be 'dv' (Donsker–Varadhan) or 'f' (f-divergence), but got {objective!r}.")
-    _check_positive_int(iterations, "iterations")
-    _check_positive_int(batch_size, "batch_size")
-    _check_positive_int(evaluation_shuffles, "evaluation_shuffles")
-    _check_positive_int(eval_every, "eval_every")
+    check_positive_int(iterations, "iterations")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(evaluation_shuffles, "evaluation_shuffles")
+    check_positive_int(eval_every, "eval_every")
     if patience is not None:
-        _check_positive_int(patience, "patience")
+        check_positive_int(patience, "patience")
     if preprocess not in ("gaussianize", "standardize", "none"):
         raise ValueError(f"`preprocess` must be 'gaussianize', 'standardize' or 'none', but got {preprocess!r}.")
     if estimate_on not in ("held_out", "all"):
@@ -489,8 +490,3 @@ def _bound_with_shuffles(
         else:
             value = f_divergence_bound(t_joint, t_marginal)
     return float(value)
-
-
-def _check_positive_int(value: Any, argument: str) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{argument}` must be a positive integer, but got {value!r}.")

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from jacspec import fourier
-from jacspec._validation import describe, model_device, model_dtype
+from jacspec._validation import check_positive_int, describe, model_device, model_dtype
 from jacspec.probes.base import Probe, probe_generator
 
 __all__ = ["FourierSpectrum", "expected_input_dim"]
@@ -47,12 +47,6 @@ def expected_input_dim(model: nn.Module) -> tuple[int | None, str]:
         if any(True for _ in module.parameters(recurse=False)):
             return None, layer
     return None, ""
-
-
-def _positive_int(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, but got {value!r}.")
-    return value
 
 
 class FourierSpectrum(Probe):
@@ -177,7 +171,7 @@ class FourierSpectrum(Probe):
         max_grid_points: int = 2**22,
         progress: bool = False,
     ):
-        n_points = _positive_int(n_points, "n_points")
+        n_points = check_positive_int(n_points, "n_points")
         if n_points < 2:
             raise ValueError(f"`n_points` must be at least 2 to have a spectrum, but got {n_points!r}.")
         try:
@@ -187,14 +181,14 @@ class FourierSpectrum(Probe):
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(f"`interval` must be finite with a < b, but got {interval!r}.")
         if input_dim is not None:
-            _positive_int(input_dim, "input_dim")
+            check_positive_int(input_dim, "input_dim")
         if curve is not None and not callable(curve):
             raise TypeError(f"`curve` must be a callable z -> points of shape (N, d), but got {describe(curve)}.")
         if basis not in ("grid", "kernel"):
             raise ValueError(f"`basis` must be 'grid' or 'kernel', but got {basis!r}.")
         if bandwidth is not None and not (isinstance(bandwidth, (int, float)) and bandwidth > 0):
             raise ValueError(f"`bandwidth` must be a positive number or None, but got {bandwidth!r}.")
-        _positive_int(max_samples, "max_samples")
+        check_positive_int(max_samples, "max_samples")
         if output is not None and not callable(output):
             raise TypeError(f"`output` must be a callable (model, x) -> tensor, but got {describe(output)}.")
         targets: dict[float, float] | None = None
@@ -233,10 +227,10 @@ class FourierSpectrum(Probe):
         self.output = output
         self.normalize_by = targets
         self.perturbation = sizes
-        self.n_draws = _positive_int(n_draws, "n_draws")
+        self.n_draws = check_positive_int(n_draws, "n_draws")
         self.seed = seed
-        self.batch_size = _positive_int(batch_size, "batch_size")
-        self.max_grid_points = _positive_int(max_grid_points, "max_grid_points")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.max_grid_points = check_positive_int(max_grid_points, "max_grid_points")
         self.progress = bool(progress)
         # the kernel basis projects on a data sample: this instance needs `x` (the Monitor reads the flag)
         self.needs_input = basis == "kernel"

@@ -16,7 +16,7 @@ import xarray as xr
 from torch import nn
 
 from jacspec import information as info
-from jacspec._validation import check_labels, describe
+from jacspec._validation import check_labels, check_positive_int, describe
 from jacspec.probes.base import Probe, probe_generator
 
 __all__ = ["WeightInformation", "parameter_layers"]
@@ -179,8 +179,7 @@ class WeightInformation(Probe):
             ("n_samples", n_samples),
             ("chunk_size", chunk_size),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, but got {value!r}.")
+            check_positive_int(value, arg)
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"`lr` must be a number > 0, but got {lr!r}.")
         bounds = tuple(float(v) for v in log_alpha_range)
