@@ -46,8 +46,12 @@ def time_call(fn: Callable[[], Any], repeat: int = 3, warmup: int = 1) -> tuple[
     return result, times[len(times) // 2]
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """Rows of dicts as a markdown table (floats with 4 significant digits)."""
+def markdown_table(rows: list[Any], columns: list[str] | tuple[str, ...]) -> str:
+    """Rows (dicts keyed by column, or sequences in column order) as a markdown table.
+
+    Floats are printed with 4 significant digits; anything else with ``str``.
+    """
+    rows = [row if isinstance(row, dict) else dict(zip(columns, row)) for row in rows]
 
     def fmt(value: Any) -> str:
         if isinstance(value, float):

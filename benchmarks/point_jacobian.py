@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import issue_mlp  # noqa: E402
+from _common import issue_mlp, markdown_table  # noqa: E402
 
 CASES = {"mlp": 2000, "cnn": 500}
 METHODS = ["paper", "vmap_svdvals", "jacspec"]
@@ -208,10 +208,7 @@ def main() -> None:
     print(f"\n* timed on the first {args.paper_examples} examples and scaled linearly to all examples.")
     print(f"Times: best of {args.repeats} runs per method with 1 and with 2 threads (`threads`: the faster).")
     print(f"torch {torch.__version__}.\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join(" --- " for _ in header) + "|")
-    for line in lines:
-        print("| " + " | ".join(line) + " |")
+    print(markdown_table(lines, header))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import issue_mlp  # noqa: E402
+from _common import issue_mlp, markdown_table  # noqa: E402
 
 N_EXAMPLES = 100
 SLOW_CALL_S = 5.0
@@ -176,10 +176,7 @@ def main() -> None:
         f"# tangent kernel, n = {N_EXAMPLES}, c = 10, float32, CPU, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(rows, header))
 
 
 if __name__ == "__main__":
