@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from jacspec.datasets import disk, disk_grid
+from jacspec.datasets import DISK_RADIUS, disk, disk_grid
 from jacspec.kernels import center_features as center_features_kernel
-from jacspec.kernels import tangent_kernel
+from jacspec.kernels import centered_kernel_alignment, tangent_kernel
 from jacspec.probes import TangentKernel
 
 
@@ -82,7 +82,9 @@ def run(
     dict
         ``ratio_20_1`` (λ20/λ1 per checkpoint), ``eigenvalues`` (top 50 per checkpoint),
         ``eigenfunctions`` ``(checkpoint, n_eigenfunctions, grid_size, grid_size)``, ``train_accuracy``,
-        ``train_stats`` (TangentKernel datasets on the training points), ``checkpoints``, ``grid_size``.
+        ``train_stats`` (TangentKernel datasets on the training points), ``cka_grid_labels`` (CKA of
+        the grid kernel with the label kernel yyᵀ of the Disk labels on the grid, thesis eq. 7, per
+        checkpoint), ``checkpoints``, ``grid_size``.
     """
     data = disk(n_train=n_train, n_test=1, seed=seed)
     x, y = data["train"]
@@ -99,8 +101,11 @@ def run(
         "eigenfunctions": [],
         "train_accuracy": [],
         "train_stats": [],
+        "cka_grid_labels": [],
         "grid_size": grid_size,
     }
+    # the Disk labels on the grid (±1), for the alignment of the grid kernel with the task
+    grid_labels = torch.where(grid.double().norm(dim=1) < DISK_RADIUS, 1.0, -1.0).double()
     for step in range(iterations + 1):
         if step in checkpoints:
             model.eval()
@@ -109,6 +114,7 @@ def run(
             values, vectors = _eigh_one_thread(kernel)
             other = _eigh_one_thread(raw if center_features else center_features_kernel(raw, grid.shape[0], 1))[0]
             result["ratio_20_1_other"].append(float(other[-20] / other[-1]))
+            result["cka_grid_labels"].append(centered_kernel_alignment(kernel, grid_labels))
             values, vectors = values.flip(0).numpy(), vectors.flip(1).numpy()
             # eigenfunctions on the grid, sign fixed so the value at the centre is positive
             funcs = vectors[:, :n_eigenfunctions].T.reshape(n_eigenfunctions, grid_size, grid_size)

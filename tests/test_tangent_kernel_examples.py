@@ -46,30 +46,43 @@ def test_disk_grid():
         disk_grid(1)
 
 
-def test_disk_example_reduced(examples_path):
+@pytest.mark.parametrize("seeds", [(0, 1, 2, 3)])
+def test_disk_example_reduced(examples_path, seeds):
     from disk_tangent_kernel import run
 
-    result = run(
-        iterations=150,
-        checkpoints=(0, 150),
-        n_train=150,
-        grid_size=16,
-        depth=4,
-        width=64,
-        lr=1.0,
-        init="torch",
-        n_eigenfunctions=3,
-    )
-    assert result["checkpoints"] == [0, 150]
-    assert result["eigenfunctions"].shape == (2, 3, 16, 16)
-    # each eigenfunction is a unit eigenvector on the grid
-    np.testing.assert_allclose((result["eigenfunctions"] ** 2).sum(axis=(2, 3)), 1.0, rtol=1e-10)
-    ratio = result["ratio_20_1"]
-    assert all(0 < r < 1 for r in ratio)
-    # the spectrum becomes more anisotropic with training (paper 002, Fig. 4.1 / B.3.1); this reduced
-    # setting measured 1.05 % -> 0.39 %, the assertion asks for a factor 2
-    assert ratio[-1] < ratio[0] / 2
-    assert result["train_accuracy"][-1] > result["train_accuracy"][0]
+    rises, accuracy_gains = [], []
+    for seed in seeds:
+        result = run(
+            iterations=150,
+            checkpoints=(0, 150),
+            n_train=150,
+            grid_size=16,
+            depth=4,
+            width=64,
+            lr=1.0,
+            init="torch",
+            n_eigenfunctions=3,
+            seed=seed,
+        )
+        assert result["checkpoints"] == [0, 150]
+        assert result["eigenfunctions"].shape == (2, 3, 16, 16)
+        # each eigenfunction is a unit eigenvector on the grid
+        np.testing.assert_allclose((result["eigenfunctions"] ** 2).sum(axis=(2, 3)), 1.0, rtol=1e-10)
+        assert all(0 < r < 1 for r in result["ratio_20_1"])
+        cka = result["cka_grid_labels"]
+        assert all(0 <= c <= 1 for c in cka)
+        rises.append(cka[-1] / cka[0])
+        accuracy_gains.append(result["train_accuracy"][-1] - result["train_accuracy"][0])
+    # The kernel stretches along the label direction (Baratin, thesis, Fig. 4.1 and Appendix B.3.1):
+    # CKA of the grid kernel with the Disk label kernel rises with training. Measured on this reduced
+    # setting, seeds 0-11: a rise of 1.91x-7.51x per seed (3.43, 3.60, 2.21, 2.40 for seeds 0-3,
+    # geometric mean 2.85x); the assertion asks for a geometric mean of 1.5x (margin 90 %) and a rise on
+    # every seed (smallest measured rise 1.91x, margin 91 %).
+    # λ20/λ1 itself is not asserted here: at this size its change is seed-dependent (0.39x-4.04x over
+    # seeds 0-11, a drop on 8 of 12); the 9x drop of the paper-sized run is in docs/tangent_kernel.md.
+    assert math.exp(np.mean(np.log(rises))) > 1.5, rises
+    assert min(rises) > 1.0, rises
+    assert np.mean(accuracy_gains) > 0.2, accuracy_gains
 
 
 def test_digits_example_reduced(examples_path, tmp_path):
