@@ -155,7 +155,7 @@ def test_probe_error_keeps_earlier_steps(tmp_path):
             return xr.Dataset({"max_weight": ((), float(model[0].weight.detach().abs().max()))})
 
     model = mlp()
-    monitor = jacspec.Monitor(model, [Fragile()], every=1, path=tmp_path / "r.nc")
+    monitor = jacspec.Monitor(model, [Fragile()], every=1, path=tmp_path / "r.nc", on_error="raise")
     monitor.step(0)
     with torch.no_grad():
         model[0].weight.fill_(10.0)

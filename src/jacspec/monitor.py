@@ -7,7 +7,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import xarray as xr
@@ -19,7 +19,17 @@ from jacspec.probes.base import Probe
 from jacspec.schedules import ScheduleLike, as_schedule
 from jacspec.store import RunStore
 
-__all__ = ["Monitor", "StopTraining", "CallbackError"]
+__all__ = [
+    "Monitor",
+    "StopTraining",
+    "CallbackError",
+    "ProbeErrorWarning",
+    "StepOrderWarning",
+    "MonitorClosedError",
+    "ProbeFailure",
+]
+
+_ON_ERROR = ("warn", "raise", "skip")
 
 Callback = Callable[[int, "str | None", str, xr.Dataset], Any]
 
@@ -31,6 +41,35 @@ class StopTraining(Exception):
 
 class CallbackError(RuntimeWarning):
     """Warning category for a callback that raised (the run file is intact)."""
+
+
+class ProbeErrorWarning(RuntimeWarning):
+    """Warning category for a probe that raised inside a Monitor with ``on_error="warn"``: the failure is
+    recorded in ``monitor.errors`` and in the run's ``errors`` group, and training goes on."""
+
+
+class StepOrderWarning(UserWarning):
+    """Warning category for a step number that is not after the last probed step: that step is not probed."""
+
+
+class MonitorClosedError(RuntimeError, ValueError):
+    """Raised when a closed :class:`Monitor` is stepped or attached again. Create a new Monitor (with
+    ``resume=True`` to continue the same run file)."""
+
+
+class ProbeFailure(NamedTuple):
+    """One probe failure recorded by a Monitor (``monitor.errors``).
+
+    Attributes: ``step``, ``probe`` (its name), ``split`` (None for probes without data), ``error_type``
+    (the exception's class name), ``message`` (its text), ``exception`` (the exception object).
+    """
+
+    step: int
+    probe: str
+    split: str | None
+    error_type: str
+    message: str
+    exception: BaseException
 
 
 def _check_probes(probes: Any) -> list[Probe]:
@@ -91,6 +130,20 @@ def _check_data(data: Any, model: nn.Module) -> dict[str, tuple[torch.Tensor, to
     return checked
 
 
+def _errors_dataset(jobs: list[tuple[Probe, str | None]], failures: list[ProbeFailure]) -> xr.Dataset:
+    """One step's row of the run's ``errors`` group: ``failed`` (job) = 1 where that probe/split raised."""
+    import numpy as np
+
+    labels = [probe.name if split is None else f"{probe.name}/{split}" for probe, split in jobs]
+    failed = {f.probe if f.split is None else f"{f.probe}/{f.split}" for f in failures}
+    values = np.array([1 if label in failed else 0 for label in labels], dtype=np.int8)
+    return xr.Dataset(
+        {"failed": (("job",), values, {"long_name": "probe raised at this step (1) or not (0)", "units": "1"})},
+        coords={"job": ("job", labels, {"long_name": "probe name / split"})},
+        attrs={"messages": to_json([f"{f.probe}/{f.split}: {f.message}" for f in failures])},
+    )
+
+
 class Monitor:
     """Run probes on a model during training and append every result to a netCDF run file.
 
@@ -117,6 +170,13 @@ class Monitor:
     callbacks : list of callables, optional
         Functions ``fn(step, split, probe_name, dataset)`` called after each step is written (see
         :meth:`add_callback`).
+    on_error : {"warn", "raise", "skip"}
+        What a probe that raises does to training. ``"warn"`` (default): a :class:`ProbeErrorWarning`,
+        the failure is kept in ``monitor.errors`` and in the run's ``errors`` group (one row per step with
+        a failure, ``failed`` = 1 for each failed probe/split job), the other probes' results are written,
+        and training goes on. ``"skip"``: the same without the warning. ``"raise"``: the exception
+        propagates out of :meth:`step` (and so out of ``optimizer.step()``); earlier steps stay on disk.
+        ``KeyboardInterrupt`` and :class:`StopTraining` always propagate.
 
     Examples
     --------
@@ -136,7 +196,17 @@ class Monitor:
         overwrite: bool = False,
         progress: bool = True,
         callbacks: Sequence[Callback] = (),
+        on_error: str = "warn",
     ):
+        if on_error not in _ON_ERROR:
+            raise ValueError(
+                f"`on_error` must be one of {_ON_ERROR}, but got {on_error!r}. Use 'warn' (record and go on), "
+                "'skip' (record silently) or 'raise' (stop training)."
+            )
+        self.on_error = on_error
+        self.errors: list[ProbeFailure] = []
+        self._closed = False
+        self._last_probed: int | None = None
         self.model = check_model(model)
         self.probes = _check_probes(probes)
         self.data = _check_data(data, model)
@@ -195,6 +265,7 @@ class Monitor:
         resuming. ``probe_initial=True`` probes the current model at once as step 0 (or the current
         count). Returns a handle whose ``.remove()`` detaches the monitor.
         """
+        self._check_open("attach")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, but got {describe(optimizer)}.")
         if probe_initial:
@@ -231,10 +302,19 @@ class Monitor:
         dict or None
             ``{probe name: {split or None: Dataset}}`` when the step was probed, else None.
         """
+        self._check_open("step")
         if step is None:
             step = self._counter + 1
         if isinstance(step, bool) or not isinstance(step, int):
             raise TypeError(f"`step` must be an int, but got {describe(step)}.")
+        if self._last_probed is not None and step <= self._last_probed:
+            warnings.warn(
+                f"`step` {step} is not after the last probed step {self._last_probed}; it is not probed "
+                "(steps must increase). Pass increasing step numbers, e.g. the global training step.",
+                StepOrderWarning,
+                stacklevel=2,
+            )
+            return None
         self._counter = max(self._counter, step)
         selected = self.should_probe(step) or (
             force and (self.store is None or self.store.last_step is None or step > self.store.last_step)
@@ -257,6 +337,7 @@ class Monitor:
 
         results: dict[str, dict[str | None, xr.Dataset]] = {}
         seconds: dict[str, dict[str | None, float]] = {}
+        failures: list[ProbeFailure] = []
         jobs = self._jobs()
         bar = tqdm(
             total=len(jobs),
@@ -275,16 +356,35 @@ class Monitor:
                     else:
                         x, y = self.data[split]
                         ds = probe.measure(self.model, x, y)
+                except (KeyboardInterrupt, StopTraining):
+                    raise
                 except Exception as err:
                     where = f"probe {probe.name!r}" + (f" on split {split!r}" if split else "") + f" at step {step}"
-                    if hasattr(err, "add_note"):
-                        err.add_note(f"(raised by {where}; the run file keeps every earlier step)")
-                    raise
+                    if self.on_error == "raise":
+                        if hasattr(err, "add_note"):
+                            err.add_note(f"(raised by {where}; the run file keeps every earlier step)")
+                        raise
+                    message = "".join(traceback.format_exception_only(type(err), err)).strip()
+                    failures.append(ProbeFailure(step, probe.name, split, type(err).__name__, message, err))
+                    if self.on_error == "warn":
+                        warnings.warn(
+                            f"{where} raised {message}; recorded in monitor.errors and the run's 'errors' group, "
+                            "training goes on (Monitor(on_error='raise') stops instead).",
+                            ProbeErrorWarning,
+                            stacklevel=2,
+                        )
+                    bar.update()
+                    continue
                 results.setdefault(probe.name, {})[split] = ds
                 seconds.setdefault(probe.name, {})[split] = time.perf_counter() - start
                 bar.update()
         finally:
             bar.close()
+        self._last_probed = step
+        if failures:
+            self.errors.extend(failures)
+            results["errors"] = {None: _errors_dataset(jobs, failures)}
+            seconds["errors"] = {None: 0.0}
         if self.store is not None:
             self.store.append(step, results, seconds)
         self.last_results = results
@@ -319,8 +419,16 @@ class Monitor:
         """The run file's path (None without one)."""
         return None if self.store is None else self.store.path
 
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise MonitorClosedError(
+                f"Monitor.{what}() called after close(); a closed monitor no longer probes or writes. Create a "
+                "new Monitor (Monitor(..., path=same_path, resume=True) continues the same run file)."
+            )
+
     def close(self) -> None:
         """Detach from every optimizer. The run file is already complete after each step."""
+        self._closed = True
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
