@@ -141,6 +141,11 @@ def check_labels(
         raise ValueError(f"`{argument}` must have shape (n,), but got shape {tuple(y.shape)}.")
     if n is not None and y.shape[0] != n:
         raise ValueError(f"`{argument}` must have one label per example ({n}), but got {y.shape[0]}.")
+    if y.numel() and int(y.min()) < 0:
+        raise ValueError(
+            f"`{argument}` must hold class labels >= 0, but got a minimum of {int(y.min())}; "
+            "map the labels to 0 … n_classes − 1."
+        )
     if n_classes is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
         raise ValueError(
             f"`{argument}` must hold labels in [0, {n_classes}), but got values in [{int(y.min())}, {int(y.max())}]."

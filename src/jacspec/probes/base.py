@@ -153,6 +153,47 @@ def probe_generator(seed: int | None, device: torch.device | str = "cpu") -> tor
     return generator
 
 
+def _first_layer_expectation(model: nn.Module) -> str | None:
+    """What the model's first layer with a readable input size expects, in words (None if none found)."""
+    for name, module in model.named_modules():
+        label = name or "(root)"
+        if isinstance(module, nn.Linear):
+            return f"its first layer {label!r} (Linear) expects inputs whose last dimension is {module.in_features}"
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            dims = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}[type(module)]
+            return (
+                f"its first layer {label!r} ({type(module).__name__}) expects inputs of shape "
+                f"(n, {module.in_channels}, {', '.join('*' * dims)})"
+            )
+        if isinstance(module, nn.Embedding):
+            return f"its first layer {label!r} (Embedding) expects integer indices in [0, {module.num_embeddings})"
+        if isinstance(module, (nn.RNNBase,)):
+            return f"its first layer {label!r} ({type(module).__name__}) expects features of size {module.input_size}"
+    return None
+
+
+def model_input_error(model: nn.Module, x: torch.Tensor, err: BaseException) -> ValueError | None:
+    """A clear ValueError when ``model`` itself cannot take ``x`` (the error ``err`` came from its forward).
+
+    The model is called once more on the first two examples, without gradients; if that plain forward fails
+    too, the failure is the input's, not the probe's, and the message names ``x``, its shape and what the
+    model's first layer expects. Returns None when the plain forward works (the error is then re-raised as
+    it was).
+    """
+    try:
+        with torch.no_grad():
+            model(x[:2])
+    except Exception as plain:  # noqa: BLE001 - any failure of the plain forward is the input's
+        expected = _first_layer_expectation(model)
+        return ValueError(
+            f"`x` of shape {tuple(x.shape)} and dtype {x.dtype} cannot be fed to the model: its forward raised "
+            f"{type(plain).__name__}: {str(plain).splitlines()[0] if str(plain) else ''}"
+            + (f"; {expected}" if expected else "")
+            + ". Pass `x` as the model takes it, with examples along the first dimension."
+        )
+    return None
+
+
 def _guarded(measure):
     """Wrap a subclass's ``measure`` with argument checks, state restoration and provenance."""
 
@@ -164,6 +205,12 @@ def _guarded(measure):
         check_model(model, need_parameters=self.needs_parameters)
         if x is not None:
             x = check_input(x, model, need_float=self.needs_input_grad)
+            if (x.is_floating_point() or x.is_complex()) and not bool(torch.isfinite(x).all()):
+                bad = int((~torch.isfinite(x)).sum())
+                raise ValueError(
+                    f"`x` holds {bad} non-finite value(s) (NaN or inf) out of {x.numel()}; probe {self.name!r} "
+                    "needs finite inputs. Drop or repair those examples (torch.isfinite(x).all(dim=...))."
+                )
         elif self.needs_input:
             raise ValueError(
                 f"Probe {self.name!r} needs an input batch: pass `x`, a tensor with examples along the "
@@ -183,7 +230,22 @@ def _guarded(measure):
         _local.depth = depth + 1
         try:
             with preserve_model_state(model, mode=getattr(self, "mode", "eval")):
-                result = measure(self, model, x, y, **kwargs)
+                try:
+                    result = measure(self, model, x, y, **kwargs)
+                except RuntimeError as err:
+                    input_error = None if x is None else model_input_error(model, x, err)
+                    if input_error is not None:
+                        raise input_error from err
+                    raise
+                except IndexError as err:
+                    if y is None or x is None or "out of bounds" not in str(err):
+                        raise
+                    with torch.no_grad():
+                        n_classes = model(x[:1]).shape[-1]
+                    raise ValueError(
+                        f"`y` holds labels in [{int(y.min())}, {int(y.max())}], but the model has {n_classes} "
+                        f"outputs, so labels must lie in [0, {n_classes}). Check the labels or the output layer."
+                    ) from err
         finally:
             _local.depth = depth
         if not isinstance(result, xr.Dataset):

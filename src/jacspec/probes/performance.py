@@ -7,6 +7,7 @@ import torch.nn.functional as F
 import xarray as xr
 from torch import nn
 
+from jacspec._validation import check_positive_int
 from jacspec.probes.base import Probe
 
 __all__ = ["Performance"]
@@ -27,7 +28,7 @@ class Performance(Probe):
     needs_labels = True
 
     def __init__(self, batch_size: int = 4096):
-        self.batch_size = batch_size
+        self.batch_size = check_positive_int(batch_size, "batch_size")
 
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
         loss, correct = 0.0, 0
