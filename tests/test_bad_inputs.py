@@ -89,9 +89,14 @@ PROBE_CASES = [
         ValueError,
         r"`x` of shape \(6, 3, 8, 8\).*Conv2d",
     ),
-    ("pj-x-nan", measure(PointJacobian(), x=NAN_X), ValueError, r"`x`.*non-finite"),
-    ("tk-x-nan", measure(TangentKernel(), x=NAN_X), ValueError, r"`x`.*non-finite"),
-    ("tk-x-inf", measure(TangentKernel(), x=X.masked_fill(X > 1.5, float("inf"))), ValueError, r"`x`.*non-finite"),
+    ("pj-x-nan", measure(PointJacobian(), x=NAN_X), ValueError, r"`x` must be finite.*non-finite"),
+    ("tk-x-nan", measure(TangentKernel(), x=NAN_X), ValueError, r"`x` must be finite.*non-finite"),
+    (
+        "tk-x-inf",
+        measure(TangentKernel(), x=X.masked_fill(X > 1.5, float("inf"))),
+        ValueError,
+        r"`x` must be finite.*non-finite",
+    ),
     # -- labels --------------------------------------------------------------------------------------------
     ("perf-y-none", measure(Performance(), y=None), ValueError, r"`y`"),
     ("perf-y-float", measure(Performance(), y=Y.float()), TypeError, r"`y`.*integer"),

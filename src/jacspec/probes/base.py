@@ -180,6 +180,9 @@ def model_input_error(model: nn.Module, x: torch.Tensor, err: BaseException) -> 
     model's first layer expects. Returns None when the plain forward works (the error is then re-raised as
     it was).
     """
+    text = str(err).lower()
+    if not any(word in text for word in ("shape", "size", "dimension", "expected", "channels", "mat1", "dtype")):
+        return None
     try:
         with torch.no_grad():
             model(x[:2])
@@ -208,8 +211,9 @@ def _guarded(measure):
             if (x.is_floating_point() or x.is_complex()) and not bool(torch.isfinite(x).all()):
                 bad = int((~torch.isfinite(x)).sum())
                 raise ValueError(
-                    f"`x` holds {bad} non-finite value(s) (NaN or inf) out of {x.numel()}; probe {self.name!r} "
-                    "needs finite inputs. Drop or repair those examples (torch.isfinite(x).all(dim=...))."
+                    f"`x` must be finite, but holds {bad} non-finite value(s) (NaN or inf) out of {x.numel()}; "
+                    f"probe {self.name!r} needs finite inputs. Drop or repair those examples "
+                    "(torch.isfinite(x).all(dim=...))."
                 )
         elif self.needs_input:
             raise ValueError(
