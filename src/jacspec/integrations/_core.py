@@ -71,3 +71,42 @@ class MonitorDriver:
     def close(self) -> None:
         if self.monitor is not None:
             self.monitor.close()
+
+
+def check_prefix(prefix: Any) -> str:
+    if not isinstance(prefix, str):
+        raise TypeError(f"`prefix` must be a str (e.g. 'jacspec', or '' for none), but got {describe(prefix)}.")
+    return prefix.strip("/")
+
+
+def scalar_values(prefix: str, probe: str, split: str | None, ds: Any) -> dict[str, float]:
+    """``{"prefix/probe/split/variable": value}`` for every 0-d numeric variable of ``ds``.
+
+    ``split`` is left out of the name for probes that need no data (split None), and ``prefix`` when it is
+    empty. Booleans are logged as 0/1; strings and complex values are left out.
+    """
+    parts = [p for p in (prefix, probe, split) if p]
+    values: dict[str, float] = {}
+    for name, variable in ds.data_vars.items():
+        if variable.ndim != 0 or variable.dtype.kind not in "biuf":
+            continue
+        values["/".join([*parts, str(name)])] = float(variable.values)
+    return values
+
+
+class ScalarLogger:
+    """A monitor callback ``fn(step, split, probe_name, dataset)`` that hands the 0-d variables to ``sink``."""
+
+    def __init__(self, sink: Any, prefix: str, label: str):
+        self.sink = sink
+        self.prefix = check_prefix(prefix)
+        self.label = label
+        self.__name__ = label
+
+    def __call__(self, step: int, split: str | None, probe_name: str, dataset: Any) -> None:
+        values = scalar_values(self.prefix, probe_name, split, dataset)
+        if values:
+            self.sink(step, values)
+
+    def __repr__(self) -> str:
+        return f"{self.label}(prefix={self.prefix!r})"
