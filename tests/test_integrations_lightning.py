@@ -142,4 +142,6 @@ def test_bad_options_raise_at_construction():
         JacspecCallback([SpectralNorm()], every=0)
     with pytest.raises(TypeError, match="`model` is not an option"):
         JacspecCallback([SpectralNorm()], model=nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"\['performance'\] need input data"):
+        JacspecCallback([SpectralNorm(), Performance()])
     assert isinstance(JacspecCallback([SpectralNorm()]), pl.Callback)

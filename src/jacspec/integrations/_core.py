@@ -35,6 +35,14 @@ class MonitorDriver:
             raise TypeError(f"`probe_initial` must be True or False, but got {describe(probe_initial)}.")
         self.probes = _check_probes(probes)
         as_schedule(every)  # checked now, not when training starts
+        if data is None:
+            needing = [probe.name for probe in self.probes if probe.needs_input]
+            if needing:
+                raise ValueError(
+                    f"probe(s) {needing} need input data, but `data` is None. Pass data={{'test': (x, y)}}, a "
+                    "Dataset or a DataLoader (a fixed probe batch is drawn from it), or use probes that need no "
+                    "input, such as SpectralNorm()."
+                )
         self.data = data
         self.every = every
         self.path = path
