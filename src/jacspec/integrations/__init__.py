@@ -1,13 +1,13 @@
 """Integrations with training frameworks and loggers, each an optional extra imported only when used.
 
-============================================  ==========================  ===============================
-module                                        what                        extra
-============================================  ==========================  ===============================
-:mod:`jacspec.integrations.lightning`         ``JacspecCallback``          ``pip install "jacspec[lightning]"``
-:mod:`jacspec.integrations.huggingface`       ``JacspecCallback``          ``pip install "jacspec[huggingface]"``
-:mod:`jacspec.integrations.tensorboard`       ``scalars(writer)``          ``pip install "jacspec[tensorboard]"``
-:mod:`jacspec.integrations.wandb`             ``scalars(run)``             ``pip install "jacspec[wandb]"``
-============================================  ==========================  ===============================
+- :mod:`jacspec.integrations.lightning`: ``JacspecCallback``, a ``lightning.pytorch.Callback``
+  (``pip install "jacspec[lightning]"``);
+- :mod:`jacspec.integrations.huggingface`: ``JacspecCallback``, a ``transformers.TrainerCallback``
+  (``pip install "jacspec[huggingface]"``);
+- :mod:`jacspec.integrations.tensorboard`: ``scalars(writer)``, a monitor callback writing TensorBoard
+  scalars (``pip install "jacspec[tensorboard]"``);
+- :mod:`jacspec.integrations.wandb`: ``scalars(run)``, a monitor callback calling ``run.log``
+  (``pip install "jacspec[wandb]"``).
 
 ``import jacspec`` (and ``import jacspec.integrations``) never imports a framework; each submodule imports
 its own when it is imported, and raises an ``ImportError`` naming the extra to install when it is missing.
