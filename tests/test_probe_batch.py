@@ -162,10 +162,11 @@ def test_custom_collate_fn_is_applied():
         (TensorDataset(torch.zeros(5, 3)), TypeError, r"must be a pair \(x, y\)"),
         (_ListDataset([torch.zeros(3)] * 4), TypeError, r"must be a pair \(x, y\)"),
         (_ListDataset([("a", 1)] * 4), TypeError, r"item 0\[0\] \(x\) must be a tensor"),
+        (_ListDataset([{"input_ids": torch.zeros(3), "labels": 0}] * 4), TypeError, r"mapping with keys \['input_ids'"),
         (_ListDataset([(torch.zeros(i + 1), 0) for i in range(4)]), ValueError, "different shapes"),
         (_ListDataset([(torch.zeros(2), None), (torch.zeros(2), 1)]), ValueError, "y=None"),
     ],
-    ids=["empty", "empty-iterable", "single-tensor", "bare-item", "string-x", "ragged", "mixed-y"],
+    ids=["empty", "empty-iterable", "single-tensor", "bare-item", "string-x", "dict-item", "ragged", "mixed-y"],
 )
 def test_bad_datasets_raise_clearly(source, error, match):
     with pytest.raises(error, match=match):

@@ -74,6 +74,12 @@ def _as_tensor(value: Any, what: str) -> torch.Tensor:
 def _stack(items: list[Any], where: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     xs, ys = [], []
     for i, item in enumerate(items):
+        if isinstance(item, Mapping):
+            raise TypeError(
+                f"{where} item {i} is a mapping with keys {sorted(map(str, item))[:6]}, but the probe batch needs "
+                "pairs (x, y). Pass a dataset that returns them, e.g. [(item['input_ids'], item['labels']) for item "
+                "in dataset], or tensors data={'train': (x, y)}."
+            )
         if isinstance(item, torch.Tensor) or not isinstance(item, (tuple, list)) or len(item) != 2:
             raise TypeError(
                 f"{where} item {i} must be a pair (x, y) (y may be None for probes that need no labels), but got "

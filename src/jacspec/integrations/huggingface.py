@@ -86,9 +86,11 @@ class JacspecCallback(_transformers.TrainerCallback):
 
     @property
     def monitor(self) -> Monitor | None:
+        """The :class:`jacspec.Monitor` this callback drives (None before training starts and on other ranks)."""
         return self._driver.monitor
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
+        """Create the monitor on the Trainer's ``model`` (main process only)."""
         if not state.is_world_process_zero:
             return None
         if model is None:
@@ -101,11 +103,13 @@ class JacspecCallback(_transformers.TrainerCallback):
         return control
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        """Probe ``state.global_step`` if the schedule selects it."""
         if self._driver.step(int(state.global_step)):
             control.should_training_stop = True
         return control
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        """Close the monitor."""
         self._driver.close()
         return control
 

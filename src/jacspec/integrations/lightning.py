@@ -80,20 +80,25 @@ class JacspecCallback(_pl.Callback):
 
     @property
     def monitor(self) -> Monitor | None:
+        """The :class:`jacspec.Monitor` this callback drives (None before training starts and on other ranks)."""
         return self._driver.monitor
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Create the monitor on ``pl_module`` (rank zero only)."""
         if trainer.is_global_zero and self._driver.start(pl_module, int(trainer.global_step)):
             trainer.should_stop = True
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Probe ``trainer.global_step`` when an optimizer step advanced it and the schedule selects it."""
         if self._driver.step(int(trainer.global_step)):
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        """Close the monitor."""
         self._driver.close()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Close the monitor (every step probed so far is already on disk)."""
         self._driver.close()
 
     def __repr__(self) -> str:
