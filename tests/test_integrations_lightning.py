@@ -18,6 +18,7 @@ from jacspec.monitor import StopTraining  # noqa: E402
 from jacspec.probes import Performance, SpectralNorm  # noqa: E402
 
 DATA = digits()
+pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # lightning's own use of torch's pytree
 
 
 class DigitsModule(pl.LightningModule):
@@ -39,11 +40,15 @@ class DigitsModule(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
 
 
-def fit(callbacks=(), max_steps=30, accumulate=1, fail_at=None):
+def train_loader():
+    return DataLoader(TensorDataset(*DATA["train"]), batch_size=64, shuffle=True)  # 22 batches an epoch
+
+
+def fit(callbacks=(), max_steps=30, accumulate=1, fail_at=None, loader=None):
     """A seeded fit; the DataLoader shuffles, so the global RNG at each epoch start matters."""
     pl.seed_everything(0, verbose=False)
     module = DigitsModule(fail_at)
-    loader = DataLoader(TensorDataset(*DATA["train"]), batch_size=64, shuffle=True)  # 22 batches an epoch
+    loader = train_loader() if loader is None else loader
     trainer = pl.Trainer(
         max_steps=max_steps,
         accelerator="cpu",
@@ -63,16 +68,16 @@ def fit(callbacks=(), max_steps=30, accumulate=1, fail_at=None):
 
 def test_run_file_and_bit_identical_weights(tmp_path):
     path = tmp_path / "run.nc"
-    train_probe = DataLoader(TensorDataset(*DATA["train"]), batch_size=64, shuffle=True)
+    loader = train_loader()  # the training loader is also the probe data: a probe batch is drawn from it
     callback = JacspecCallback(
         [Performance(), SpectralNorm()],
-        data={"test": DATA["test"], "train": train_probe},
+        data={"test": DATA["test"], "train": loader},
         every=5,
         path=path,
         probe_initial=True,
         progress=False,
     )
-    trainer, module = fit([callback])
+    trainer, module = fit([callback], loader=loader)
     assert trainer.global_step == 30  # 30 optimizer steps cross one epoch boundary (22 batches an epoch)
     _, plain = fit()
     with_cb = dict(module.named_parameters())
@@ -93,6 +98,7 @@ def test_run_file_and_bit_identical_weights(tmp_path):
     # spectral norm by power iteration against the exact largest singular value
     assert float(tree["spectral_norm"].ds["spectral_norm"].sel(step=30).isel(layer=0)) == pytest.approx(top, rel=1e-3)
     assert callback.monitor._closed  # closed at fit end
+    assert callback.monitor.data["train"][0].shape == (256, 64)  # probe_examples=256 by default
 
 
 def test_gradient_accumulation_probes_each_optimizer_step_once(tmp_path):
