@@ -12,8 +12,10 @@ from typing import Any, NamedTuple
 import torch
 import xarray as xr
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from jacspec._attrs import to_json
+from jacspec._probe_batch import resolve_data
 from jacspec._validation import check_model, describe, model_dtype
 from jacspec.probes.base import Probe
 from jacspec.schedules import ScheduleLike, as_schedule
@@ -104,8 +106,8 @@ def _check_data(data: Any, model: nn.Module) -> dict[str, tuple[torch.Tensor, to
         return {}
     if not isinstance(data, Mapping):
         raise TypeError(
-            f"`data` must be a mapping of split names to (x, y) pairs, e.g. {{'train': (x, y)}}, but got "
-            f"{describe(data)}."
+            f"`data` must be a mapping of split names to (x, y) pairs, e.g. {{'train': (x, y)}}, or a torch "
+            f"Dataset or DataLoader, but got {describe(data)}."
         )
     checked = {}
     for split, pair in data.items():
@@ -153,9 +155,14 @@ class Monitor:
         The model being trained.
     probes : list of Probe
         Probe instances with distinct ``name`` s.
-    data : mapping, optional
+    data : mapping, Dataset or DataLoader, optional
         ``{split name: (x, y)}`` batches the probes measure (``y`` may be None for probes that need no
         labels). Probes that need no input (``needs_input = False``) run once per step without a split.
+        A split may also be a ``torch.utils.data.Dataset`` or ``DataLoader`` whose items are ``(x, y)``,
+        and a Dataset or DataLoader alone is the split ``"train"``: a fixed probe batch of
+        ``probe_examples`` examples is drawn from it once, here, with a private generator seeded by
+        ``probe_seed`` (a DataLoader is read through its ``dataset``: its iterator, sampler and the global
+        RNG state are untouched; a custom ``collate_fn`` is applied to the drawn items).
     every : int, "log", list of int or callable
         Which steps are probed: every n steps (steps divisible by n, including 0), log-spaced steps
         (:class:`jacspec.schedules.LogSpaced`), an explicit list, or a predicate ``step -> bool``.
@@ -170,6 +177,11 @@ class Monitor:
     callbacks : list of callables, optional
         Functions ``fn(step, split, probe_name, dataset)`` called after each step is written (see
         :meth:`add_callback`).
+    probe_examples : int
+        Number of examples drawn from a Dataset or DataLoader in ``data`` (all of them when it holds
+        fewer; an ``IterableDataset`` gives its first ``probe_examples``). Default 256.
+    probe_seed : int
+        Seed of the draw from a Dataset or DataLoader. Default 0.
     on_error : {"warn", "raise", "skip"}
         What a probe that raises does to training. ``"warn"`` (default): a :class:`ProbeErrorWarning`,
         the failure is kept in ``monitor.errors`` and in the run's ``errors`` group (one row per step with
@@ -188,7 +200,7 @@ class Monitor:
         self,
         model: nn.Module,
         probes: Sequence[Probe],
-        data: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]] | None = None,
+        data: Mapping[str, Any] | Dataset | DataLoader | None = None,
         every: ScheduleLike = 100,
         path: str | os.PathLike | None = None,
         *,
@@ -197,6 +209,8 @@ class Monitor:
         progress: bool = True,
         callbacks: Sequence[Callback] = (),
         on_error: str = "warn",
+        probe_examples: int = 256,
+        probe_seed: int = 0,
     ):
         if on_error not in _ON_ERROR:
             raise ValueError(
@@ -209,7 +223,7 @@ class Monitor:
         self._last_probed: int | None = None
         self.model = check_model(model)
         self.probes = _check_probes(probes)
-        self.data = _check_data(data, model)
+        self.data = _check_data(resolve_data(data, probe_examples, probe_seed), model)
         self.schedule = as_schedule(every)
         for probe in self.probes:
             if probe.needs_input and not self.data:
