@@ -38,7 +38,7 @@ def plot_information_plane(
 ):
     """Information plane: I(X; T) against I(T; Y) for each layer T, coloured by training step.
 
-    Paper 002, chapter 5, lines 1506–1534 (the information-bottleneck view of a network's layers).
+    Baratin's thesis (2021), chapter 5: the information-bottleneck view of a network's layers.
 
     Parameters
     ----------
@@ -143,7 +143,7 @@ def plot_estimates_vs_truth(
     ax: Any = None,
     title: str | None = None,
 ):
-    """Estimated mutual information against the correlation ρ, with the ground truth (paper 002, Fig. 5.1).
+    """Estimated mutual information against the correlation ρ, with the ground truth (Baratin's thesis, 2021, Fig. 5.1).
 
     Parameters
     ----------
