@@ -145,6 +145,8 @@ def log_time(ax: Any, steps: np.ndarray, log: bool | None = None) -> bool:
         log = positive.size > 2 and positive.max() / positive.min() > 100
     if log:
         ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+        if steps.size and steps.min() >= 0:
+            ax.set_xlim(left=-0.2, right=steps.max() * 1.3 if steps.max() > 0 else None)
     ax.set_xlabel("training step" + (" (log scale)" if log else ""))
     return bool(log)
 

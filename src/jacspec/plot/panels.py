@@ -483,7 +483,7 @@ def plot_probe(data: Any, group: str | None = None) -> Any:
         "performance": plot_performance,
         "spectral_norm": lambda d: plot_spectral_norms(d).figure,
         "point_jacobian": plot_point_jacobian,
-        "tangent_kernel": plot_tangent_kernel_summary,
+        "tangent_kernel": lambda d: plot_tangent_kernel_summary(d, log_steps=None),
         "fourier_spectrum": plot_fourier_spectrum,
         "weight_information": plot_weight_information,
         "mutual_information": plot_mutual_information,
@@ -493,7 +493,7 @@ def plot_probe(data: Any, group: str | None = None) -> Any:
     cited = PROBE_CITATION.get(group or "")
     title = (group or "results") + (f" — after {SHORT_CITATIONS[cited]}" if cited else "")
     fig.suptitle(title, fontsize=10, y=1.0)
-    fig.tight_layout()
+    fig.tight_layout(rect=getattr(fig, "_jacspec_layout_rect", (0, 0, 1, 1)))
     return fig
 
 

@@ -44,7 +44,7 @@ def _steps(ds: xr.Dataset) -> np.ndarray:
 
 
 def plot_tangent_kernel(
-    ds: Any, log_steps: bool = True, trace_ks: Sequence[int] = (10, 40, 160), ax: Any = None
+    ds: Any, log_steps: bool | None = True, trace_ks: Sequence[int] = (10, 40, 160), ax: Any = None
 ) -> Any:
     """Eigenvalue statistics, effective rank, trace ratios and CKA with the labels over training.
 
@@ -57,8 +57,9 @@ def plot_tangent_kernel(
     ds : xarray.Dataset or DataTree
         ``tangent_kernel`` results with a ``step`` dimension (and optionally ``split``), e.g.
         ``jacspec.open_run(path)["tangent_kernel"]``.
-    log_steps : bool
-        Logarithmic (symlog, step 0 shown) step axis, as in the thesis' figures.
+    log_steps : bool or None
+        Logarithmic (symlog, step 0 shown) step axis, as in the thesis' figures; None: only when the
+        probed steps span more than two decades.
     trace_ks : sequence of int
         Which trace ratios ``T_k`` to draw (those present; the largest ones present when none is).
     ax : sequence of Axes, optional
@@ -114,7 +115,7 @@ def plot_tangent_kernel(
     return fig
 
 
-def plot_layer_alignment(ds: Any, variable: str = "layer_cka_labels", log_steps: bool = True, ax: Any = None) -> Any:
+def plot_layer_alignment(ds: Any, variable: str = "layer_cka_labels", log_steps: bool | None = True, ax: Any = None) -> Any:
     """Per-layer CKA (or another ``(step, layer)`` variable) over training, layers coloured input → output.
 
     Parameters
@@ -171,7 +172,7 @@ def plot_layer_alignment(ds: Any, variable: str = "layer_cka_labels", log_steps:
     return fig
 
 
-def plot_tangent_kernel_summary(ds: Any, ax: Any = None, log_steps: bool = True) -> Any:
+def plot_tangent_kernel_summary(ds: Any, ax: Any = None, log_steps: bool | None = None) -> Any:
     """:func:`plot_tangent_kernel`'s panels plus the per-layer CKA with the labels (when measured and
     not constant), in one figure.
 
@@ -181,8 +182,9 @@ def plot_tangent_kernel_summary(ds: Any, ax: Any = None, log_steps: bool = True)
         ``tangent_kernel`` results over training.
     ax : sequence of Axes, optional
         One per panel (4 or 5).
-    log_steps : bool
-        Logarithmic (symlog) step axis.
+    log_steps : bool, optional
+        Logarithmic (symlog) step axis; by default when the probed steps span more than two decades
+        (log-spaced checkpoints, as in the thesis).
 
     Returns
     -------

@@ -129,12 +129,16 @@ def plot_weight_information(ds: Any, per_sample: bool = True, ax: Any = None, la
         unit = "per example " if per_sample and "n_examples" in ds.attrs else ""
         axis.set_ylabel(f"I(w;D) of the module's weights {unit}[nats]", fontsize=8)
         axis.set_title("per module (sums to the total)", fontsize=9)
-    note = wrap(SIGN_NOTE, 70 * len(axes) if len(axes) > 1 else 62)
+    note = wrap(SIGN_NOTE, 62 if single else 95 * len(axes))
     if single:
         axes[0].text(0.0, -0.3, note, transform=axes[0].transAxes, fontsize=6, va="top", color="0.25")
     else:
-        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7, color="0.25")
-        fig.tight_layout(rect=(0, 0.04 + 0.035 * note.count("\n"), 1, 1))
+        lines = note.count("\n") + 1
+        height = fig.get_figheight()
+        bottom = (0.16 * lines + 0.15) / height  # inches of text → figure fraction
+        fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=7, color="0.25")
+        fig._jacspec_layout_rect = (0, bottom, 1, 1)  # kept by plot_probe's tight_layout
+        fig.tight_layout(rect=fig._jacspec_layout_rect)
     return fig
 
 
