@@ -134,6 +134,7 @@ def train_digits_mlp(
     # tqdm draws on a terminal only; without one (a log file, CI, a pipe) print a plain line per epoch
     plain = progress and not _isatty(sys.stdout)
     start = time.perf_counter()
+    step = 0
     with tqdm(total=epochs * len(loader), desc="training", disable=None if progress else True, unit="step") as bar:
         for epoch in range(epochs):
             total, count = 0.0, 0
@@ -144,10 +145,11 @@ def train_digits_mlp(
                 optimizer.step()
                 total += float(loss.detach()) * len(xb)
                 count += len(xb)
+                step += 1
                 bar.update()
             if plain:
                 print(
-                    f"epoch {epoch + 1}/{epochs}: step {bar.n}, mean training loss {total / max(count, 1):.4f}, "
+                    f"epoch {epoch + 1}/{epochs}: step {step}, mean training loss {total / max(count, 1):.4f}, "
                     f"{time.perf_counter() - start:.1f} s",
                     flush=True,
                 )
