@@ -49,7 +49,7 @@ DEMO_PANELS = {
     "performance": ["loss", "accuracy"],
     "spectral_norm": ["spectral_norm"],
     "point_jacobian": ["mean_log_singular_value", "mode_fraction"],
-    "tangent_kernel": ["effective_rank", "cka_labels"],
+    "tangent_kernel": ["effective_rank", "trace_ratio", "cka_labels"],
     "fourier_spectrum": ["amplitude"],
     "weight_information": ["weight_information_per_sample", "layer_weight_information"],
     "mutual_information": ["mutual_information"],

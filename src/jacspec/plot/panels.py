@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 SKIP = {"wall_time", "probe_seconds"}
+_WEIGHT_INFORMATION = {"weight_information", "weight_information_per_sample", "layer_weight_information"}
 _LINE_DIMS = ("layer", "mode", "pair", "output", "k", "quantile")
 # integer bookkeeping variables that say nothing about learning unless they are non-zero
 _COUNTERS = {"n_nonfinite_jacobians", "n_zero_singular_values", "n_clipped", "layer_n_clipped", "layer_n_parameters"}
@@ -171,6 +172,8 @@ def plot_variable(
     ax.set_ylabel(axis_label(ds[variable], width=36), fontsize=8)
     if not legend(ax):
         _style_note(ax, parts, line_dim)
+    if variable in _WEIGHT_INFORMATION:
+        title += " — defined up to an additive constant (C = 0): the sign carries no meaning, compare differences"
     _title(ax, title)
     return ax
 
