@@ -2,6 +2,7 @@
 
 import base64
 import re
+
 import numpy as np
 import pytest
 import torch
@@ -55,7 +56,7 @@ def test_report_writes_a_png_per_probe_group_and_a_self_contained_page(runs, tmp
     assert len(inlined) == len(groups)
     # the inlined images are the PNG files, byte for byte (so the page needs nothing beside it)
     assert sorted(base64.b64decode(i) for i in inlined) == sorted((out / f"{g}.png").read_bytes() for g in groups)
-    assert "src=\"http" not in page and "<script" not in page
+    assert 'src="http' not in page and "<script" not in page
     # key numbers: first and last probed step of a 0-d variable, per split, read back from the run itself
     loss = tree["performance"].ds["loss"]
     for split in ("train", "test"):
@@ -83,10 +84,16 @@ def test_summary_rows_are_the_first_and_last_finite_values():
     assert set(rows) == {"train", "test"}
     # by hand: train's first finite value is at step 10, test's last at step 10
     assert (rows["train"]["first_step"], rows["train"]["first"], rows["train"]["last_step"], rows["train"]["last"]) == (
-        10, 2.0, 20, 0.5,
+        10,
+        2.0,
+        20,
+        0.5,
     )
     assert (rows["test"]["first_step"], rows["test"]["first"], rows["test"]["last_step"], rows["test"]["last"]) == (
-        0, 3.0, 10, 1.0,
+        0,
+        3.0,
+        10,
+        1.0,
     )
 
 

@@ -95,7 +95,14 @@ def plot_information_plane(
         iy = mi.isel(pair=y_of[layer]).values
         ax.plot(ix, iy, color="0.7", lw=0.8, zorder=1)
         points = ax.scatter(
-            ix, iy, c=steps, cmap=cmap, norm=norm, marker=markers[index % len(markers)], label=f"T = {layer_labels([layer])[0]}", zorder=2
+            ix,
+            iy,
+            c=steps,
+            cmap=cmap,
+            norm=norm,
+            marker=markers[index % len(markers)],
+            label=f"T = {layer_labels([layer])[0]}",
+            zorder=2,
         )
     ax.figure.colorbar(points, ax=ax, label="step")
     ax.set_xlabel("I(X; T) [nats]")

@@ -115,7 +115,9 @@ def plot_tangent_kernel(
     return fig
 
 
-def plot_layer_alignment(ds: Any, variable: str = "layer_cka_labels", log_steps: bool | None = True, ax: Any = None) -> Any:
+def plot_layer_alignment(
+    ds: Any, variable: str = "layer_cka_labels", log_steps: bool | None = True, ax: Any = None
+) -> Any:
     """Per-layer CKA (or another ``(step, layer)`` variable) over training, layers coloured input → output.
 
     Parameters
