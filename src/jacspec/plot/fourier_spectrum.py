@@ -1,4 +1,7 @@
-"""Figures of :class:`~jacspec.probes.FourierSpectrum` results (paper 002, chapter 3).
+"""Figures of :class:`~jacspec.probes.FourierSpectrum` results.
+
+After Aristide Baratin, "Some Phenomenological Investigations in Deep Learning", PhD thesis, Université de
+Montréal, 2021, chapter 3 (spectral bias).
 
 * :func:`plot_spectral_bias` — heatmap of ``|f̃(k_i)| / A_i``, frequency × training step (Fig. 3.1).
 * :func:`plot_spectral_norms` — each layer's spectral norm over training (Fig. 3.1, right).
@@ -43,7 +46,7 @@ def _require_dims(array: xr.DataArray, dims: tuple[str, ...], argument: str) -> 
 def plot_spectral_bias(
     normalized_amplitude: xr.DataArray, ax: Any = None, title: str | None = None, colorbar: bool = True
 ) -> Any:
-    """Heatmap of the normalised amplitudes ``|f̃(k_i)| / A_i`` against training step (paper 002, Fig. 3.1).
+    """Heatmap of the normalised amplitudes ``|f̃(k_i)| / A_i`` against training step (Baratin's thesis, 2021, Fig. 3.1).
 
     Parameters
     ----------
@@ -78,30 +81,63 @@ def plot_spectral_bias(
     return ax
 
 
-def plot_spectral_norms(spectral_norm: xr.DataArray, ax: Any = None, title: str | None = None) -> Any:
-    """Spectral norm of each layer over training, one line per layer (paper 002, Fig. 3.1).
+def plot_spectral_norms(
+    spectral_norm: Any, ax: Any = None, title: str | None = None, log_steps: bool | None = None
+) -> Any:
+    """Spectral norm of each layer over training, one line per layer (Baratin's thesis, 2021, Fig. 3.1).
 
     Parameters
     ----------
-    spectral_norm : xarray.DataArray
-        Dims ``(step, layer)`` — :class:`~jacspec.probes.SpectralNorm`'s ``spectral_norm`` over steps.
+    spectral_norm : xarray.DataArray, Dataset or DataTree
+        Dims ``(step, layer)`` — :class:`~jacspec.probes.SpectralNorm`'s ``spectral_norm`` over steps —
+        or the ``spectral_norm`` group of a run.
+    ax : matplotlib Axes, optional
+    title : str, optional
+    log_steps : bool, optional
+        Log (symlog) step axis; by default when the probed steps span more than two decades.
+
+    Returns
+    -------
+    matplotlib Axes
+        Layers coloured input → output; a legend up to 8 layers, a colour bar beyond.
+
+    Examples
+    --------
+    >>> ax = plot_spectral_norms(jacspec.open_run("runs/demo.nc")["spectral_norm"])  # doctest: +SKIP
     """
+    import matplotlib.pyplot as plt
+
+    from jacspec.plot._common import as_dataset, layer_labels, legend, log_time
+
+    shapes = None
+    if not isinstance(spectral_norm, xr.DataArray):
+        ds = as_dataset(spectral_norm, "spectral_norm", "spectral_norm")
+        if "spectral_norm" not in ds:
+            raise ValueError(f"`spectral_norm` has no 'spectral_norm' variable; available: {sorted(ds.data_vars)}.")
+        spectral_norm = ds["spectral_norm"]
+    if "matrix_shape" in spectral_norm.coords:
+        shapes = [str(v) for v in spectral_norm["matrix_shape"].values]
     data = _require_dims(spectral_norm, ("step", "layer"), "spectral_norm")
     ax = _axes(ax)
-    for layer in data["layer"].values:
-        ax.plot(data["step"].values, data.sel(layer=layer).values, label=str(layer))
-    ax.set_xlabel("training step")
-    ax.set_ylabel("spectral norm")
-    ax.legend(title="layer", fontsize="small", ncol=2)
-    if title:
-        ax.set_title(title)
+    names = layer_labels(data["layer"].values)
+    if shapes is not None:
+        names = [f"{n} ({s})" for n, s in zip(names, shapes)]
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.85, max(len(names), 1)))
+    for i, (name, color) in enumerate(zip(names, colors)):
+        ax.plot(data["step"].values, data.isel(layer=i).values, marker=".", ms=3, color=color, label=name)
+    log_time(ax, data["step"].values, log_steps)
+    ax.set_ylabel(str(spectral_norm.attrs.get("long_name", "spectral norm")), fontsize=8)
+    if not legend(ax, title="layer (module)", ncol=2 if len(names) > 4 else 1):
+        mappable = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, max(len(names) - 1, 1) / 0.85))
+        ax.figure.colorbar(mappable, ax=ax, label="layer, input → output")
+    ax.set_title(title or "spectral norm of each weight matrix", fontsize=9)
     return ax
 
 
 def plot_robustness(
     ratio: xr.DataArray, ax: Any = None, title: str | None = None, frequencies: Any = None, colorbar: bool = True
 ) -> Any:
-    """Normalised spectrum of the perturbed model against perturbation size (paper 002, Fig. 3.3).
+    """Normalised spectrum of the perturbed model against perturbation size (Baratin's thesis, 2021, Fig. 3.3).
 
     Parameters
     ----------

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from jacspec.plot._common import layer_labels
+
 __all__ = ["plot_information_plane", "plot_mine_history", "plot_estimates_vs_truth"]
 
 
@@ -38,7 +40,7 @@ def plot_information_plane(
 ):
     """Information plane: I(X; T) against I(T; Y) for each layer T, coloured by training step.
 
-    Paper 002, chapter 5, lines 1506–1534 (the information-bottleneck view of a network's layers).
+    Baratin's thesis (2021), chapter 5: the information-bottleneck view of a network's layers.
 
     Parameters
     ----------
@@ -93,7 +95,14 @@ def plot_information_plane(
         iy = mi.isel(pair=y_of[layer]).values
         ax.plot(ix, iy, color="0.7", lw=0.8, zorder=1)
         points = ax.scatter(
-            ix, iy, c=steps, cmap=cmap, norm=norm, marker=markers[index % len(markers)], label=f"T = {layer}", zorder=2
+            ix,
+            iy,
+            c=steps,
+            cmap=cmap,
+            norm=norm,
+            marker=markers[index % len(markers)],
+            label=f"T = {layer_labels([layer])[0]}",
+            zorder=2,
         )
     ax.figure.colorbar(points, ax=ax, label="step")
     ax.set_xlabel("I(X; T) [nats]")
@@ -143,7 +152,7 @@ def plot_estimates_vs_truth(
     ax: Any = None,
     title: str | None = None,
 ):
-    """Estimated mutual information against the correlation ρ, with the ground truth (paper 002, Fig. 5.1).
+    """Estimated mutual information against the correlation ρ, with the ground truth (Baratin's thesis, 2021, Fig. 5.1).
 
     Parameters
     ----------

@@ -1,6 +1,7 @@
-"""Figures of point-Jacobian spectra in the style of paper 000 (Fig. 1–4): histograms of log σ with the
-split between modes and a fitted lognormal per mode, lognormal probability plots with R², and the mean
-log singular value against training step per noise level.
+"""Figures of point-Jacobian spectra in the style of Brandão et al., "Is My Neural Net Driven by the MDL
+Principle?", ECML PKDD 2023 (LNCS 14170), Figs. 1–4: histograms of log σ with the split between modes
+and a fitted lognormal per mode, lognormal probability plots with R², and the mean log singular value
+against training step per noise level.
 
 matplotlib is imported inside each function.
 """

@@ -1,4 +1,4 @@
-"""A generic figure of any run file: every probe variable against the training step."""
+"""A one-figure overview of any run file: the key variables of every probe against the training step."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["plot_run", "curves"]
+from jacspec.plot._common import wrap
+
+__all__ = ["plot_run", "curves", "KEY_PANELS"]
 
 _SKIP = {"wall_time", "probe_seconds"}
 _LINE_DIMS = ("layer", "output", "mode", "pair")  # a line each, when short
@@ -44,23 +46,39 @@ def curves(ds: xr.Dataset, variable: str) -> dict[str, xr.DataArray]:
     return out
 
 
+#: The panels :func:`plot_run` draws by default for the built-in probes (those present and not constant).
+KEY_PANELS = {
+    "performance": ["loss", "accuracy"],
+    "spectral_norm": ["spectral_norm"],
+    "point_jacobian": ["mean_log_singular_value", "mode_fraction"],
+    "tangent_kernel": ["effective_rank", "trace_ratio", "cka_labels"],
+    "fourier_spectrum": ["amplitude", "normalized_amplitude"],
+    "weight_information": ["weight_information_per_sample", "layer_weight_information"],
+    "mutual_information": ["mutual_information"],
+}
+
+
 def plot_run(run: Any, path: str | os.PathLike | None = None, variables: dict[str, list[str]] | None = None):
-    """Plot every numeric variable of every probe in a run against the training step.
+    """Plot the key variables of every probe in a run against the training step, one panel each.
 
     Parameters
     ----------
     run : xarray.DataTree, str or Path
-        A tree from :func:`jacspec.open_run`, or the path of a run file.
+        A tree from :func:`jacspec.open_run`, or the path of a run file (opened and closed here).
     path : str or Path, optional
         Where to save the figure (PNG); the figure is returned either way.
     variables : dict, optional
-        ``{probe name: [variable names]}``: the panels of those probes; probes not named get the
-        default, every variable with a ``step`` dimension (at most 4 per probe, favouring scalars per
-        step).
+        ``{probe name: [variable names]}``: the panels of those probes; probes not named get
+        :data:`KEY_PANELS` (built-in probes) or every non-constant variable with a ``step`` dim. Variables
+        that are constant over the whole run (a flat line) are left out either way.
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_run("runs/demo.nc", "runs/demo.png")  # doctest: +SKIP
     """
     import matplotlib
 
@@ -68,45 +86,38 @@ def plot_run(run: Any, path: str | os.PathLike | None = None, variables: dict[st
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from jacspec.store import open_run
+    from jacspec.plot.panels import panel_variables, plot_variable
 
-    tree = open_run(run) if isinstance(run, (str, os.PathLike)) else run
-    panels: list[tuple[str, str, xr.Dataset]] = []
-    for node in tree.children.values():
-        ds = node.to_dataset(inherit=False)
-        names = variables.get(node.name) if variables else None
-        if names is None:
-            candidates = [
-                v for v in ds.data_vars if v not in _SKIP and "step" in ds[v].dims and ds[v].dtype.kind in "fiub"
-            ]
-            candidates.sort(key=lambda v: ds[v].ndim)
-            names = candidates[:4]
-        panels += [(node.name, v, ds) for v in names]
-    if not panels:
-        raise ValueError("the run holds no variable with a `step` dimension to plot.")
-    ncols = min(3, len(panels))
-    nrows = int(np.ceil(len(panels) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
-    for ax, (group, variable, ds) in zip(axes.flat, panels):
-        steps = ds["step"].values
-        for label, curve in curves(ds, variable).items():
-            style = "--" if label.startswith("test") else "-"
-            ax.plot(steps, np.asarray(curve.values, dtype=float), style, marker=".", label=label)
-        if len(steps) > 2 and steps.max() > 0 and steps.max() / max(steps[steps > 0].min(), 1) > 100:
-            ax.set_xscale("symlog", linthresh=1)
-        attrs = ds[variable].attrs
-        units = attrs.get("units")
-        ax.set_title(f"{group}: {variable}", fontsize=9)
-        ax.set_ylabel(
-            attrs.get("long_name", variable)[:40] + (f" [{units}]" if units and units != "1" else ""), fontsize=8
-        )
-        ax.set_xlabel("training step")
-        handles, _ = ax.get_legend_handles_labels()
-        if 1 < len(handles) <= _MAX_LINES:
-            ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    opened = isinstance(run, (str, os.PathLike))
+    if opened:
+        from jacspec import open_run
+
+        tree = open_run(run)
+    else:
+        tree = run
+    try:
+        panels: list[tuple[str, str, xr.Dataset]] = []
+        for node in tree.children.values():
+            ds = node.to_dataset(inherit=False)
+            names = (variables or {}).get(node.name)
+            if names is None:
+                names = KEY_PANELS.get(node.name) or panel_variables(ds)
+            usable = set(panel_variables(ds))
+            panels += [(node.name, v, ds) for v in names if v in usable]
+        if not panels:
+            raise ValueError("the run holds no non-constant variable with a `step` dimension to plot.")
+        ncols = min(3, len(panels))
+        nrows = int(np.ceil(len(panels) / ncols))
+        fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.7 * nrows), squeeze=False)
+        for ax, (group, variable, ds) in zip(axes.flat, panels):
+            plot_variable(ds, variable, ax=ax)
+            ax.set_title(wrap(f"{group}: {ax.get_title()}".replace("\n", " "), 52), fontsize=9)
+        for ax in list(axes.flat)[len(panels) :]:
+            ax.axis("off")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
+    finally:
+        if opened and callable(getattr(tree, "close", None)):
+            tree.close()
