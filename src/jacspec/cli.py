@@ -185,6 +185,14 @@ def report(path: str | Path, figure: str | Path | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``jacspec`` command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    Examples
+    --------
+    >>> from jacspec.cli import main
+    >>> main(["probes"])  # doctest: +SKIP
+    0
+    """
     parser = argparse.ArgumentParser(prog="jacspec", description="Probes that watch how a network learns.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="train a small MLP on digits with probes; write runs/demo.nc and a PNG")
