@@ -1,4 +1,7 @@
-"""Tangent-kernel eigenfunctions stretch along the classes: the Disk experiment (paper 002, Fig. 4.1, B.3.1).
+"""Tangent-kernel eigenfunctions stretch along the classes: the Disk experiment (Baratin 2021, Fig. 4.1, B.3.1).
+
+Aristide Baratin, "Some Phenomenological Investigations in Deep Learning", PhD thesis, Université de
+Montréal, 2021, section 4 and appendix B.3.1.
 
 A 6-layer, 256-unit ReLU MLP with one output (PyTorch's default initialisation) is trained by
 full-batch gradient descent (learning rate 1.0) of the binary cross-entropy on ``n = 500`` points of
@@ -10,14 +13,16 @@ the top eigenfunctions. The thesis gives neither the learning rate nor the initi
 centered features the ratio at initialisation is 1.56 % (1.5 % in the thesis).
 
 Run ``PYTHONPATH=src python examples/disk_tangent_kernel.py`` (a few minutes on 2 cores); it prints
-the ratio at every checkpoint and writes ``docs/tangent_kernel_disk_eigenfunctions.png`` and
-``docs/tangent_kernel_disk_ratio.png``. :func:`run` with small arguments is the reduced version run
-by the tests.
+the ratio at every checkpoint and writes ``runs/tangent_kernel_disk_eigenfunctions.png`` and
+``runs/tangent_kernel_disk_ratio.png`` (``--out docs/`` regenerates the documentation's figures;
+``--quick``: a tiny network and grid, seconds). :func:`run` with small arguments is the reduced version
+run by the tests.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -142,15 +147,22 @@ def run(
     return result
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1.0)
     parser.add_argument("--init", choices=["torch", "kaiming"], default="torch")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
-    args = parser.parse_args()
-    checkpoints = tuple(sorted({0, 100, 500, args.iterations} & set(range(args.iterations + 1))))
-    result = run(iterations=args.iterations, checkpoints=checkpoints, lr=args.lr, init=args.init, verbose=True)
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default: runs)")
+    parser.add_argument("--quick", action="store_true", help="tiny network, grid and run: a check that the script runs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        result = run(
+            iterations=20, checkpoints=(0, 10, 20), n_train=64, grid_size=12, depth=2, width=32, lr=args.lr,
+            n_eigenfunctions=6, init=args.init, verbose=True,
+        )  # fmt: skip
+    else:
+        checkpoints = tuple(sorted({0, 100, 500, args.iterations} & set(range(args.iterations + 1))))
+        result = run(iterations=args.iterations, checkpoints=checkpoints, lr=args.lr, init=args.init, verbose=True)
     print(
         "| iteration | lambda_20 / lambda_1 (centered features) | (uncentered) | train accuracy "
         "| effective rank (train kernel, centered) |"
@@ -173,6 +185,7 @@ def main() -> None:
     fig.savefig(args.out / "tangent_kernel_disk_eigenfunctions.png", dpi=110)
     fig = plot_eigenvalue_ratio(result["checkpoints"], result["eigenvalues"], ks=(2, 5, 10, 20))
     fig.savefig(args.out / "tangent_kernel_disk_ratio.png", dpi=110)
+    print(f"figures written to {args.out}")
 
 
 if __name__ == "__main__":

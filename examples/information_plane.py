@@ -1,14 +1,19 @@
-"""Information plane of a small MLP trained on the embedded digits (paper 002, chapter 5, lines 1506–1534).
+"""Information plane of a small MLP trained on the embedded digits (Baratin 2021, chapter 5).
+
+Aristide Baratin, "Some Phenomenological Investigations in Deep Learning", PhD thesis, Université de
+Montréal, 2021, chapter 5 (mutual information neural estimation).
 
 Every ``every`` SGD steps the ``MutualInformation`` probe estimates, with warm-started MINE, I(X; T) and
 I(T; Y) for the two hidden layers T (tanh outputs) on 1000 training examples; the trajectory of each
-layer is drawn with :func:`jacspec.plot.plot_information_plane` to ``docs/information_plane.png``.
+layer is drawn with :func:`jacspec.plot.plot_information_plane` to ``runs/information_plane.png``
+(``--out docs/`` regenerates the documentation's figure).
 
 Caveat: T is a deterministic function of X, so I(X; T) of continuous variables is infinite in principle;
 the estimate measures what a finite statistics network resolves from 1000 samples (as in the
 information-bottleneck literature, which bins or adds noise). I(T; Y) is bounded by H(Y) ≈ log 10.
 
-Run ``python examples/information_plane.py`` (about a minute on 2 busy cores).
+Run ``python examples/information_plane.py`` (about a minute on 2 busy cores; ``--quick``: a few steps
+and a small critic, seconds).
 """
 
 from __future__ import annotations
@@ -65,11 +70,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--every", type=int, default=60)
-    parser.add_argument(
-        "--output", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "information_plane.png"
-    )
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default: runs)")
+    parser.add_argument("--quick", action="store_true", help="20 steps, a small critic: a check that the script runs")
     args = parser.parse_args(argv)
-    ds = run(args.steps, args.every)
+    if args.quick:
+        ds = run(20, 10, n_probe=200, mine_options={"iterations": 40, "hidden": (16,)})
+    else:
+        ds = run(args.steps, args.every)
+    args.out.mkdir(parents=True, exist_ok=True)
+    output = args.out / "information_plane.png"
     table = ds["mutual_information"].to_pandas()
     print(table.round(3).to_string())
     import matplotlib
@@ -81,9 +90,9 @@ def main(argv: list[str] | None = None) -> None:
 
     ax = plot_information_plane(ds)
     ax.figure.tight_layout()
-    ax.figure.savefig(args.output, dpi=120)
+    ax.figure.savefig(output, dpi=120)
     plt.close(ax.figure)
-    print(f"figure written to {args.output}")
+    print(f"figure written to {output}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Spectra along a manifold and in high dimension (paper 002, chapter 3, Experiments 4–5, A.1.2–A.1.4).
+"""Spectra along a manifold and in high dimension (Baratin 2021, chapter 3, Experiments 4–5, A.1.2–A.1.4).
+
+Aristide Baratin, "Some Phenomenological Investigations in Deep Learning", PhD thesis, Université de
+Montréal, 2021, chapter 3 (spectral bias) and appendix A.1.
 
 (a) One network f: ℝ² → ℝ (a 6×256 ReLU MLP at initialisation) read along flower curves γ_L with
     L = 0, 4, 10, 16 petals on N = 1000 points: the same function of the input has more high-frequency
@@ -9,13 +12,15 @@
     to higher eigen-indices, so the eigen-index acts as a frequency.
 
 Runs in a few seconds. ``PYTHONPATH=src python examples/manifold_kernel_spectra.py`` writes
-``docs/fourier_manifold_kernel.png``.
+``runs/fourier_manifold_kernel.png`` (``--out docs/`` regenerates the documentation's figure;
+``--quick``: fewer curves, points and samples).
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,11 +77,18 @@ def cumulative_energy(amplitude: xr.DataArray) -> xr.DataArray:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/fourier_manifold_kernel.png")
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default: runs)")
+    parser.add_argument("--quick", action="store_true", help="two curves, small sizes: a check that the script runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    manifold = manifold_spectra()
-    kernel = kernel_spectra()
+    if args.quick:
+        manifold = manifold_spectra(petals=(0, 16), n_points=200, width=32)
+        kernel = kernel_spectra(ks=(2, 32), n_samples=150)
+    else:
+        manifold = manifold_spectra()
+        kernel = kernel_spectra()
+    args.out.mkdir(parents=True, exist_ok=True)
+    output = args.out / "fourier_manifold_kernel.png"
 
     print("\n| L | energy fraction at frequency ≥ 10 | ≥ 30 |")
     print("| --- | --- | --- |")
@@ -112,9 +124,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     axes[1].set_xlabel("kernel eigen-index n (decreasing eigenvalue)")
     axes[1].set_ylabel("cumulative fraction of Σ|f·v_n|²")
-    fig.savefig(args.out, dpi=110)
+    fig.savefig(output, dpi=110)
     plt.close(fig)
-    print(f"\nfigure written to {args.out}")
+    print(f"\nfigure written to {output}")
 
 
 if __name__ == "__main__":

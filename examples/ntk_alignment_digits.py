@@ -1,20 +1,23 @@
 """Tangent-kernel spectrum and label alignment over training, with and without random labels.
 
-A small-scale version of paper 002, Figs. 4.2-4.3 (there: VGG19 on CIFAR10; Fig. B.5: MLP on MNIST):
+A small-scale version of Figs. 4.2-4.3 of Aristide Baratin, "Some Phenomenological Investigations in Deep
+Learning", PhD thesis, Université de Montréal, 2021 (there: VGG19 on CIFAR10; Fig. B.5: MLP on MNIST):
 an MLP is trained on scikit-learn's 8×8 digits by SGD (momentum 0.9, batch 100), once with clean
 labels and once with 50 % of the training labels replaced by random ones. A :class:`jacspec.Monitor`
 runs :class:`jacspec.probes.TangentKernel` at log-spaced steps on 100 training and 100 test examples
 (kernels 1000 × 1000, centered features as in the thesis) and writes a run file per setting.
 
 Run ``PYTHONPATH=src python examples/ntk_alignment_digits.py``: prints a table of effective rank and
-CKA at a few steps and writes ``docs/tangent_kernel_digits.png``. :func:`run` with small arguments is
-the reduced version run by the tests.
+CKA at a few steps and writes ``runs/tangent_kernel_digits.png`` and ``runs/tangent_kernel_digits_layers.png``
+(``--out docs/`` regenerates the documentation's figures; ``--quick``: a tiny network for 30 steps).
+:func:`run` with small arguments is the reduced version run by the tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -109,12 +112,14 @@ def run(
     return ds
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
-    args = parser.parse_args()
-    results = {fraction: run(random_fraction=fraction, steps=args.steps) for fraction in (0.0, 0.5)}
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default: runs)")
+    parser.add_argument("--quick", action="store_true", help="a tiny network for 30 steps: a check that it runs")
+    args = parser.parse_args(argv)
+    options = dict(steps=30, n_probe=20, width=16, depth=2, per_decade=3) if args.quick else dict(steps=args.steps)
+    results = {fraction: run(random_fraction=fraction, **options) for fraction in (0.0, 0.5)}
     print("| random labels | step | split | accuracy | effective rank | T_40 | CKA(K, YY^T) |")
     print("|---|---|---|---|---|---|---|")
     for fraction, ds in results.items():
@@ -150,6 +155,7 @@ def main() -> None:
     from jacspec.plot.tangent_kernel import plot_layer_alignment
 
     plot_layer_alignment(results[0.0]).savefig(args.out / "tangent_kernel_digits_layers.png", dpi=100)
+    print(f"figures written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Spectral bias: lower frequencies are learned first (paper 002, Experiments 1 and 2, appendix A.1.1).
+"""Spectral bias: lower frequencies are learned first (Baratin 2021, Experiments 1 and 2, appendix A.1.1).
+
+Aristide Baratin, "Some Phenomenological Investigations in Deep Learning", PhD thesis, Université de
+Montréal, 2021, chapter 3 and appendix A.1.1.
 
 A 6×256 ReLU MLP regresses λ(z) = Σ_i A_i sin(2π k_i z + φ_i), k = 5, 10, …, 50, on N = 200 equally
 spaced points of [0, 1) with full-batch Adam. Every ``every`` steps the probe ``FourierSpectrum`` reads
@@ -14,8 +17,10 @@ and already shows the ordering.
 
 Run::
 
-    PYTHONPATH=src python examples/spectral_bias.py            # writes docs/spectral_bias.png
-    PYTHONPATH=src python examples/spectral_bias.py --steps 1000 --phases 1 --out /tmp/sb.png
+    PYTHONPATH=src python examples/spectral_bias.py            # writes runs/spectral_bias.png
+    PYTHONPATH=src python examples/spectral_bias.py --out docs/  # regenerates the documentation's figure
+    PYTHONPATH=src python examples/spectral_bias.py --steps 1000 --phases 1 --out /tmp
+    PYTHONPATH=src python examples/spectral_bias.py --quick    # a small network, 40 steps: seconds
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -134,7 +140,7 @@ def robustness(
     return xr.concat(ratios, dim="phase").mean("phase")
 
 
-def figure(results: dict[str, xr.Dataset], ratio: xr.DataArray, path: str) -> None:
+def figure(results: dict[str, xr.Dataset], ratio: xr.DataArray, path: str | Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,20 +172,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--phases", type=int, default=3, help="phase draws per setting")
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--out", default="docs/spectral_bias.png", help="figure path")
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default: runs)")
     parser.add_argument("--save-run", default=None, help="also write the results to this netCDF file")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--quick", action="store_true", help="a 2×32 network, 40 steps, 1 phase: a check that it runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.quick:
+        args.steps, args.phases, args.every = 40, 1, 20
+        size: dict = {"depth": 2, "width": 32}
+        robust: dict = {"sizes": (0.01, 0.1), "n_draws": 2}
+    else:
+        size, robust = {}, {}
 
     start, cpu_start = time.perf_counter(), time.process_time()
     results = {}
     models = {}
     for setting, amplitudes in SETTINGS.items():
         results[setting], models[setting] = train(
-            FREQUENCIES, amplitudes, steps=args.steps, every=args.every, lr=args.lr, n_phases=args.phases
+            FREQUENCIES, amplitudes, steps=args.steps, every=args.every, lr=args.lr, n_phases=args.phases, **size
         )
-    ratio = robustness(models["equal"])
+    ratio = robustness(models["equal"], **robust)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
 
     print(
@@ -205,8 +218,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         product_start = float(norms.isel(step=0).prod())
         product_end = float(norms.isel(step=-1).prod())
         print(f"\n{setting}: product of layer spectral norms {product_start:.3g} -> {product_end:.3g}")
-    figure(results, ratio, args.out)
-    print(f"\nfigure written to {args.out}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    figure(results, ratio, args.out / "spectral_bias.png")
+    print(f"\nfigure written to {args.out / 'spectral_bias.png'}")
     if args.save_run:
         combined = xr.concat(list(results.values()), dim="setting").assign_coords(setting=list(results))
         combined.to_netcdf(args.save_run)
