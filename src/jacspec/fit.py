@@ -37,6 +37,8 @@ __all__ = [
     "MIN_VALUES_LOGNORMAL",
     "MIN_VALUES_SPLIT",
     "MIN_VALUES_POWER_LAW",
+    "SIGMA_MAX_FACTOR",
+    "SIGMA_MIN_FACTOR",
 ]
 
 MIN_VALUES_LOGNORMAL = 3
@@ -286,7 +288,8 @@ class PowerLawFit:
     alpha_stderr : float
         Its standard error ``(alpha − 1)/sqrt(n_tail)``.
     xmin : float
-        Lower bound of the power-law tail, chosen to minimise the KS distance.
+        Lower bound of the power-law tail, chosen to minimise the KS distance: exactly one of the
+        values (or exactly the ``xmin`` given), so the tail is exactly ``values >= xmin``.
     ks_distance : float
         Kolmogorov–Smirnov distance between the tail and the fitted power law.
     n_tail, n : int
@@ -316,12 +319,16 @@ def power_law(values, xmin: float | None = None, min_tail: int = MIN_VALUES_POWE
     distance ``D = max_x |S(x) − P(x)|`` compares the tail's empirical CDF with the fit's
     ``P(x) = 1 − (x/x_min)^(1−alpha)``; the ``x_min`` with the smallest ``D`` is kept (CSN 3.3).
 
+    The returned ``xmin`` is exactly one of the (float64) values, or exactly the ``xmin`` given, never
+    a value recomputed from its logarithm, so the tail is exactly ``values >= fit.xmin`` and
+    ``fit.n_tail == (values >= fit.xmin).sum()``.
+
     Parameters
     ----------
     values : array_like
-        Strictly positive, finite values; at least :data:`MIN_VALUES_POWER_LAW`.
+        Strictly positive, finite values; at least :data:`MIN_VALUES_POWER_LAW`. Converted to float64.
     xmin : float, optional
-        Fix ``x_min`` instead of searching for it.
+        Fix ``x_min`` instead of searching for it; the tail is ``values >= xmin`` (compared in float64).
     min_tail : int
         Fewest values the tail may hold (candidates leaving fewer are skipped).
     max_candidates : int
@@ -331,28 +338,40 @@ def power_law(values, xmin: float | None = None, min_tail: int = MIN_VALUES_POWE
     -------
     PowerLawFit
 
+    Raises
+    ------
+    ValueError
+        When no candidate tail holds two distinct values (e.g. all values equal): the exponent is
+        undefined.
+
     Examples
     --------
     >>> import numpy as np
     >>> u = np.random.default_rng(0).random(20_000)
-    >>> fit = power_law((1 - u) ** (-1 / 1.5))   # alpha = 2.5, x_min = 1
-    >>> bool(abs(fit.alpha - 2.5) < 0.1)
-    True
+    >>> values = (1 - u) ** (-1 / 1.5)   # alpha = 2.5, x_min = 1
+    >>> fit = power_law(values)
+    >>> bool(abs(fit.alpha - 2.5) < 0.1), fit.xmin in values, fit.n_tail == (values >= fit.xmin).sum()
+    (True, True, True)
     """
     x = np.sort(_as_values(values, "values", MIN_VALUES_POWER_LAW, positive=True))
     n = x.size
     if not isinstance(min_tail, int) or isinstance(min_tail, bool) or min_tail < 2:
         raise ValueError(f"`min_tail` must be an integer ≥ 2, but got {min_tail!r}.")
+    if not isinstance(max_candidates, int) or isinstance(max_candidates, bool) or max_candidates < 1:
+        raise ValueError(f"`max_candidates` must be a positive integer, but got {max_candidates!r}.")
     logs = np.log(x)
     suffix = np.concatenate([np.cumsum(logs[::-1])[::-1], [0.0]])  # suffix[i] = Σ_{j ≥ i} log x_j
     if xmin is not None:
+        if isinstance(xmin, bool) or not isinstance(xmin, (int, float, np.floating, np.integer)):
+            raise TypeError(f"`xmin` must be a positive finite number, but got {type(xmin).__name__}.")
         if not np.isfinite(xmin) or xmin <= 0:
             raise ValueError(f"`xmin` must be a positive finite number, but got {xmin!r}.")
-        start = int(np.searchsorted(x, xmin, side="left"))
+        xmin_value = float(xmin)
+        start = int(np.searchsorted(x, xmin_value, side="left"))  # x[start:] is exactly x >= xmin
         if n - start < 2:
             raise ValueError(f"`xmin`={xmin!r} leaves {n - start} values in the tail; at least 2 are needed.")
         candidates = np.array([start])
-        candidate_logs = np.array([math.log(xmin)])
+        candidate_logs = np.array([math.log(xmin_value)])
     else:
         first_index = np.unique(x, return_index=True)[1]
         first_index = first_index[first_index <= n - min_tail]
@@ -362,24 +381,32 @@ def power_law(values, xmin: float | None = None, min_tail: int = MIN_VALUES_POWE
             first_index = first_index[np.unique(np.linspace(0, first_index.size - 1, max_candidates).astype(int))]
         candidates = first_index
         candidate_logs = logs[candidates]
-    best = (math.inf, 0, 0.0, 0.0)
+    best = (math.inf, -1, 0.0, 0.0)
     for index, log_xmin in zip(candidates, candidate_logs):
         m = n - index
-        alpha = float(_power_law_alpha(suffix[index], m, log_xmin))
+        spread = suffix[index] - m * log_xmin  # Σ log(x_i / x_min) over the tail
+        if not spread > 0:  # every tail value equals x_min: no exponent
+            continue
+        alpha = 1.0 + m / float(spread)
         tail = logs[index:]
-        model_cdf = 1.0 - np.exp((1.0 - alpha) * (tail - log_xmin))
+        model_cdf = -np.expm1((1.0 - alpha) * (tail - log_xmin))
         ranks = np.arange(m)
         ks = float(max(np.max(np.abs((ranks + 1) / m - model_cdf)), np.max(np.abs(ranks / m - model_cdf))))
         if ks < best[0]:
             best = (ks, int(index), float(log_xmin), alpha)
     ks, index, log_xmin, alpha = best
+    if index < 0:
+        raise ValueError(
+            "`values` has no candidate x_min whose tail holds two distinct values (all tail values equal "
+            f"{x[candidates[0]]!r}); a power-law exponent is undefined. Pass more varied values or a lower `xmin`."
+        )
     m = n - index
     tail = logs[index:]
     log_likelihood = float(m * math.log(alpha - 1.0) - m * log_xmin - alpha * (tail.sum() - m * log_xmin))
     return PowerLawFit(
         alpha=alpha,
         alpha_stderr=(alpha - 1.0) / math.sqrt(m),
-        xmin=float(math.exp(log_xmin)),
+        xmin=xmin_value if xmin is not None else float(x[index]),
         ks_distance=ks,
         n_tail=int(m),
         n=int(n),
@@ -407,6 +434,11 @@ class LikelihoodRatioTest:
         The power-law fit (defines the tail).
     lognormal_mu, lognormal_sigma : float
         Parameters of the lognormal truncated to ``x ≥ xmin``, fitted by maximum likelihood on the tail.
+    n_tail : int
+        Number of values in the tail, ``(values >= power_law.xmin).sum()``.
+    lognormal_at_bound : bool
+        True when the lognormal optimum lies on the documented bound ``sigma ≤ SIGMA_MAX_FACTOR ·
+        std(log tail)``: the tail is then as close to a power law as a lognormal can come in float64.
     """
 
     log_likelihood_ratio: float
@@ -416,6 +448,99 @@ class LikelihoodRatioTest:
     power_law: PowerLawFit
     lognormal_mu: float
     lognormal_sigma: float
+    n_tail: int = 0
+    lognormal_at_bound: bool = False
+
+
+SIGMA_MAX_FACTOR = 1000.0
+"""Upper bound on the truncated lognormal's ``sigma``, in units of the standard deviation of ``log tail``.
+
+On a tail that looks like a power law the lognormal likelihood keeps rising as ``sigma → ∞`` (the
+power law is a limit of truncated lognormals, CSN 2009, 5.1); beyond this bound the two differ by
+less than about ``1e-6`` nat per value, close to float64 rounding of the pointwise differences."""
+SIGMA_MIN_FACTOR = 1e-3
+"""Lower bound on the truncated lognormal's ``sigma``, in units of the standard deviation of ``log tail``."""
+
+
+def _log_ndtr_plus_half_square(t: np.ndarray) -> np.ndarray:
+    """``log Φ(t) + t²/2``, stable for all ``t`` (``erfcx`` for ``t < 0``, where both terms are large)."""
+    t = np.asarray(t, dtype=np.float64)
+    negative = t < 0
+    out = np.empty_like(t)
+    out[negative] = np.log(0.5 * special.erfcx(-t[negative] / math.sqrt(2.0)))
+    out[~negative] = special.log_ndtr(t[~negative]) + 0.5 * t[~negative] ** 2
+    return out
+
+
+def _mills_residual(t: np.ndarray) -> np.ndarray:
+    """``φ(t)/Φ(t) + t`` (the inverse Mills ratio of ``−t`` plus ``t``), stable for all ``t``."""
+    t = np.asarray(t, dtype=np.float64)
+    negative = t < 0
+    out = np.empty_like(t)
+    out[negative] = math.sqrt(2.0 / math.pi) / special.erfcx(-t[negative] / math.sqrt(2.0)) + t[negative]
+    tp = t[~negative]
+    out[~negative] = np.exp(-0.5 * tp**2 - 0.5 * math.log(2 * math.pi) - special.log_ndtr(tp)) + tp
+    return out
+
+
+def _truncated_lognormal_mle(logs: np.ndarray, log_xmin: float) -> tuple[float, float, bool]:
+    """Maximum-likelihood ``(mu, sigma)`` of a lognormal truncated to ``x ≥ x_min``, from ``log x``.
+
+    The likelihood depends on the tail only through ``mean`` and ``var`` of ``log x``. In standardised
+    coordinates ``u = (mu − mean)/sd``, ``s = log(sigma/sd)``, ``a0 = (mean − log x_min)/sd`` and
+    ``t = (u + a0) e^{−s}`` (so ``Φ(t)`` is the lognormal's mass above ``x_min``), the negative
+    log-likelihood per value is, up to a constant,
+    ``f(u, s) = s + ½ e^{−2s} (1 − 2 u a0 − a0²) + [log Φ(t) + t²/2]``, where the two large terms
+    ``½ u² e^{−2s}`` and ``−t²/2`` have been cancelled exactly. ``f`` and its analytic gradient are
+    minimised by L-BFGS-B from several starts (the untruncated MLE, wider and shifted lognormals, and
+    one near the power-law limit), the best kept.
+    """
+    mean = float(logs.mean())
+    sd = float(logs.std())
+    if not sd > 0:
+        raise ValueError("The tail's values are all equal; a truncated lognormal cannot be fitted.")
+    a0 = (mean - log_xmin) / sd
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        u, s = float(theta[0]), float(theta[1])
+        e2 = math.exp(-2.0 * s)
+        t = np.array([(u + a0) * math.exp(-s)])
+        g = float(_log_ndtr_plus_half_square(t)[0])
+        r = float(_mills_residual(t)[0])
+        value = s + 0.5 * e2 * (1.0 - 2.0 * u * a0 - a0 * a0) + g
+        # df/du = u e^{-2s} + h e^{-s}, df/ds = 1 - (1+u²) e^{-2s} - h t with h = r - t, simplified
+        grad_u = -a0 * e2 + r * math.exp(-s)
+        grad_s = 1.0 + e2 * (2.0 * u * a0 + a0 * a0 - 1.0) - r * float(t[0])
+        return value, np.array([grad_u, grad_s])
+
+    s_lo, s_hi = math.log(SIGMA_MIN_FACTOR), math.log(SIGMA_MAX_FACTOR)
+    bounds = [(-1e12, 1e3), (s_lo, s_hi)]
+    s_valley = s_hi - 1.0
+    starts = [(0.0, 0.0), (-1.0, 0.5), (-3.0, 1.0), (0.5, -0.5), (-math.exp(2 * s_valley) / max(a0, 1e-3), s_valley)]
+    best = None
+    for start in starts:
+        result = optimize.minimize(
+            objective,
+            np.array(start, dtype=np.float64),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 2000},
+        )
+        if best is None or result.fun < best.fun:
+            best = result
+    u, s = float(best.x[0]), float(best.x[1])
+    at_bound = s >= s_hi - 1e-6
+    return mean + u * sd, sd * math.exp(s), at_bound
+
+
+def _truncated_lognormal_logpdf(logs: np.ndarray, log_xmin: float, mu: float, sigma: float) -> np.ndarray:
+    """``log[lognorm.pdf(x) / lognorm.sf(x_min)]`` from ``log x``, without cancelling large terms."""
+    t = (mu - log_xmin) / sigma
+    # -z²/2 - log Φ(t) = -(z² - t²)/2 - [log Φ(t) + t²/2], with z² - t² factored exactly
+    z2_minus_t2 = (logs - log_xmin) * (logs + log_xmin - 2.0 * mu) / sigma**2
+    g = float(_log_ndtr_plus_half_square(np.array([t]))[0])
+    return -0.5 * z2_minus_t2 - g - 0.5 * math.log(2 * math.pi) - math.log(sigma) - logs
 
 
 def compare_lognormal_power_law(
@@ -426,9 +551,14 @@ def compare_lognormal_power_law(
 ) -> LikelihoodRatioTest:
     """Log-likelihood ratio test, lognormal versus power law, on the power-law tail (CSN 2009, 5.1).
 
-    Both distributions are normalised on ``x ≥ x_min``: the power law of :func:`power_law`, and a
-    lognormal truncated to ``x ≥ x_min`` whose ``mu, sigma`` maximise the tail likelihood
-    ``Σ log[lognorm.pdf(x) / lognorm.sf(x_min)]`` (``scipy.optimize.minimize``).
+    Both distributions are normalised on the tail ``values >= x_min`` (exactly; ``x_min`` is a value of
+    the data or the one given): the power law of :func:`power_law`, and a lognormal truncated to
+    ``x ≥ x_min`` whose ``mu, sigma`` maximise the tail likelihood
+    ``Σ log[lognorm.pdf(x) / lognorm.sf(x_min)]``. That likelihood depends on the tail only through the
+    mean and variance of ``log x``, so the optimisation (L-BFGS-B with the analytic gradient, several
+    starts) costs nothing per value, and the whole test is one vectorised pass over the tail.
+    ``sigma`` is kept within ``[SIGMA_MIN_FACTOR, SIGMA_MAX_FACTOR] · std(log tail)`` (see
+    :data:`SIGMA_MAX_FACTOR`; ``lognormal_at_bound`` reports when the upper bound is reached).
 
     Parameters
     ----------
@@ -437,34 +567,51 @@ def compare_lognormal_power_law(
     xmin : float, optional
         Fix the tail's lower bound; by default the power-law fit's KS-optimal ``x_min``.
     significance : float
-        p-value above which neither distribution is declared favoured.
+        p-value above which neither distribution is declared favoured, in (0, 1).
     power_law_fit : PowerLawFit, optional
-        A fit already computed on ``values`` (skips refitting).
+        A fit already computed on ``values`` (skips refitting); it must describe these values
+        (its ``n`` and ``n_tail`` are checked).
 
     Returns
     -------
     LikelihoodRatioTest
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values = np.exp(np.random.default_rng(0).normal(0.0, 0.7, 5000))
+    >>> test = compare_lognormal_power_law(values, xmin=float(np.quantile(values, 0.3)))
+    >>> test.favoured, test.n_tail == (values >= test.power_law.xmin).sum()
+    ('lognormal', True)
     """
     x = _as_values(values, "values", MIN_VALUES_POWER_LAW, positive=True)
-    pl = power_law_fit if power_law_fit is not None else power_law(x, xmin=xmin)
+    if isinstance(significance, bool) or not isinstance(significance, (int, float)) or not 0 < significance < 1:
+        raise ValueError(f"`significance` must be a number in (0, 1), but got {significance!r}.")
+    if power_law_fit is not None:
+        if not isinstance(power_law_fit, PowerLawFit):
+            raise TypeError(
+                f"`power_law_fit` must be a PowerLawFit from jacspec.fit.power_law, but got "
+                f"{type(power_law_fit).__name__}."
+            )
+        if xmin is not None and float(xmin) != power_law_fit.xmin:
+            raise ValueError(
+                f"`xmin`={xmin!r} conflicts with `power_law_fit`.xmin={power_law_fit.xmin!r}; pass one of them."
+            )
+        pl = power_law_fit
+    else:
+        pl = power_law(x, xmin=xmin)
     tail = x[x >= pl.xmin]
+    if power_law_fit is not None and (pl.n != x.size or pl.n_tail != tail.size):
+        raise ValueError(
+            f"`power_law_fit` was not computed on these values: it has n={pl.n}, n_tail={pl.n_tail}, but "
+            f"`values` has {x.size} values of which {tail.size} are ≥ its xmin={pl.xmin!r}. Refit with "
+            "jacspec.fit.power_law(values) or leave `power_law_fit` out."
+        )
     logs = np.log(tail)
     log_xmin = math.log(pl.xmin)
     log_pl = math.log(pl.alpha - 1.0) - log_xmin - pl.alpha * (logs - log_xmin)
-
-    def negative_log_likelihood(theta: np.ndarray) -> float:
-        mu, log_sigma = theta
-        sigma = math.exp(log_sigma)
-        logpdf = stats.norm.logpdf(logs, mu, sigma) - logs
-        log_sf = stats.norm.logsf(log_xmin, mu, sigma)
-        return -float(np.sum(logpdf - log_sf))
-
-    start = np.array([logs.mean(), math.log(max(logs.std(), 1e-3))])
-    result = optimize.minimize(
-        negative_log_likelihood, start, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000}
-    )
-    mu, sigma = float(result.x[0]), float(math.exp(result.x[1]))
-    log_ln = stats.norm.logpdf(logs, mu, sigma) - logs - stats.norm.logsf(log_xmin, mu, sigma)
+    mu, sigma, at_bound = _truncated_lognormal_mle(logs, log_xmin)
+    log_ln = _truncated_lognormal_logpdf(logs, log_xmin, mu, sigma)
     differences = log_ln - log_pl
     ratio = float(differences.sum())
     spread = float(differences.std())
@@ -474,7 +621,7 @@ def compare_lognormal_power_law(
         normalized = ratio / (math.sqrt(tail.size) * spread)
         p_value = float(special.erfc(abs(ratio) / math.sqrt(2 * tail.size * spread**2)))
     favoured = "neither" if p_value > significance else ("lognormal" if ratio > 0 else "power_law")
-    return LikelihoodRatioTest(ratio, normalized, p_value, favoured, pl, mu, sigma)
+    return LikelihoodRatioTest(ratio, normalized, p_value, favoured, pl, mu, sigma, int(tail.size), at_bound)
 
 
 def attach(ds: xr.Dataset, split: ModeSplit | None) -> xr.Dataset:
