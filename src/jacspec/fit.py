@@ -1,4 +1,4 @@
-"""Fits of spectral distributions: lognormal, mode splitting, power law (paper 000, 4.4, 5.2, 8.5, 8.7).
+"""Fits of spectral distributions: lognormal, mode splitting, power law (Brandão et al. 2023, 4.4, 5.2, 8.5, 8.7).
 
 Plain functions on arrays of positive values (e.g. point-Jacobian singular values), each returning a
 small frozen result object:
@@ -143,7 +143,7 @@ def lognormal(values) -> LognormalFit:
 
 @dataclass(frozen=True)
 class ModeSplit:
-    """The modes of a log-spectrum (paper 000, 5.2 and 8.7).
+    """The modes of a log-spectrum (Brandão et al. 2023, 5.2 and 8.7).
 
     Attributes
     ----------
@@ -213,7 +213,7 @@ def split_modes(
     smooth: int = 3,
     min_prominence: float = 0.1,
 ) -> ModeSplit:
-    """Split a spectrum at the first deepest trough of its log-histogram (paper 000, 5.2, 8.5 l.418).
+    """Split a spectrum at the first deepest trough of its log-histogram (Brandão et al. 2023, 5.2, 8.5 l.418).
 
     The histogram of ``log values`` (``bins`` equal bins; by default ``sqrt(n)`` clipped to
     [8, 60], which keeps unimodal samples of 50 or more values from showing spurious modes) is

@@ -1,6 +1,6 @@
 """Fourier spectra of functions sampled on regular grids, and the generalized (kernel) spectrum.
 
-Plain functions on tensors; :class:`jacspec.probes.FourierSpectrum` calls them. Paper 002 (Baratin,
+Plain functions on tensors; :class:`jacspec.probes.FourierSpectrum` calls them. Baratin 2021 (Baratin,
 thesis), chapter 3 and appendix A.1: the spectral bias of neural networks is measured by the magnitude
 of the single-sided discrete Fourier transform (DFT) of the network evaluated on a regular grid
 (Experiment 1, l.704–737; A.1.1), of ``f∘γ`` along a curve γ (Experiment 5, l.793–857; A.1.2), and, in
@@ -123,7 +123,7 @@ def single_sided_amplitude(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
     -------
     torch.Tensor
         Real tensor with ``dim`` of length ``⌊N/2⌋ + 1``: ``|F_0|/N``, ``2|F_k|/N`` for ``0 < k < N/2``
-        and ``|F_{N/2}|/N`` for even ``N``, where ``F_k = Σ_n f_n e^{−2πikn/N}`` (paper 002, A.1.1:
+        and ``|F_{N/2}|/N`` for even ``N``, where ``F_k = Σ_n f_n e^{−2πikn/N}`` (Baratin 2021, A.1.1:
         "the magnitude of its (single-sided) discrete Fourier transform at frequencies k_i").
 
     Examples
@@ -198,7 +198,7 @@ def radial_amplitude(values: torch.Tensor, n_dims: int) -> tuple[torch.Tensor, t
 
 
 def rbf_kernel(x: torch.Tensor, bandwidth: float) -> torch.Tensor:
-    """Gaussian RBF kernel matrix ``K_ij = exp(−‖x_i − x_j‖² / σ²)`` (paper 002, A.1.4 eq. 1)."""
+    """Gaussian RBF kernel matrix ``K_ij = exp(−‖x_i − x_j‖² / σ²)`` (Baratin 2021, A.1.4 eq. 1)."""
     flat = x.reshape(x.shape[0], -1)
     flat = flat if flat.is_floating_point() else flat.double()
     sq = torch.cdist(flat, flat).pow(2)
@@ -244,7 +244,7 @@ def kernel_eigenbasis(x: torch.Tensor, bandwidth: float | None = None) -> tuple[
 
 
 def kernel_spectrum(values: torch.Tensor, eigenvectors: torch.Tensor) -> torch.Tensor:
-    """Generalized spectrum ``f̃[n] = f · v_n`` (paper 002, A.1.4 eq. 5) of values ``(n,)`` or ``(n, c)``.
+    """Generalized spectrum ``f̃[n] = f · v_n`` (Baratin 2021, A.1.4 eq. 5) of values ``(n,)`` or ``(n, c)``.
 
     Returns the signed projections, shape ``(n_eigen,)`` or ``(c, n_eigen)``; their squares sum to
     ``‖f‖²`` (Parseval) when all eigenvectors are used.

@@ -1,6 +1,6 @@
 """Information in the weights: I(w;D) = −½ Σ log α_i for a multiplicative log-normal posterior.
 
-Paper 003 (Achille & Soatto, *On the emergence of invariance and disentangling*), section 4: with an
+Achille & Soatto 2018 (Achille & Soatto, *On the emergence of invariance and disentangling*), section 4: with an
 improper log-uniform prior p(w_i) ∝ 1/|w_i| and the posterior w = ε ⊙ ŵ, ε_i ~ logN(−α_i/2, α_i)
 (mean 1, variance e^{α_i} − 1), the information the weights hold about the training set is
 
@@ -66,12 +66,12 @@ def cross_entropy_sum(output: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 
 def weight_information(log_alpha: torch.Tensor) -> torch.Tensor:
-    """I(w;D) = −½ Σ_i log α_i in nats (paper 003, Claim 1 with C = 0, Remark 4.3)."""
+    """I(w;D) = −½ Σ_i log α_i in nats (Achille & Soatto 2018, Claim 1 with C = 0, Remark 4.3)."""
     return -0.5 * log_alpha.sum()
 
 
 def laplace_log_alpha(weights: torch.Tensor, hessian_diag: torch.Tensor, beta: float) -> torch.Tensor:
-    """log α_i of Proposition 5's optimum, α_i = β / (2 ŵ_i² H_ii) (paper 003, proof of Prop. 5).
+    """log α_i of Proposition 5's optimum, α_i = β / (2 ŵ_i² H_ii) (Achille & Soatto 2018, proof of Prop. 5).
 
     Parameters
     ----------
@@ -506,7 +506,7 @@ def fit_variational_log_alpha(
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> dict:
-    """Fit log α by minimising the IB Lagrangian with ŵ fixed (paper 003, eq. (3) and Claim 1).
+    """Fit log α by minimising the IB Lagrangian with ŵ fixed (Achille & Soatto 2018, eq. (3) and Claim 1).
 
     L(α) = E_ε[Σ_n loss(f_{ε⊙ŵ}(x_n), y_n)] − (β/2) Σ_i log α_i, with ε_i = exp(−α_i/2 + √α_i ξ_i),
     minimised over s = log α by Adam with a learning rate decaying linearly to 0, ``n_samples`` draws per

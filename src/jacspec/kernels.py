@@ -1,7 +1,7 @@
 """Empirical tangent kernels of multiclass networks, layer by layer, without the full Jacobian.
 
 For a network ``f_w: X → R^c`` and a batch ``x_1..x_n``, the tangent features are the rows of the
-``(n·c) × P`` Jacobian ``Φ[(i, a), p] = ∂f_a(x_i)/∂w_p`` (paper 002, eq. 1 and B.1.4, eq. 22) and the
+``(n·c) × P`` Jacobian ``Φ[(i, a), p] = ∂f_a(x_i)/∂w_p`` (Baratin 2021, eq. 1 and B.1.4, eq. 22) and the
 tangent kernel is ``K = Φ Φᵀ``, an ``(n·c) × (n·c)`` matrix with rows ordered sample-major
 (index ``i·c + a``). Splitting the parameters by the module that owns them gives the layer-wise
 kernels ``K = Σ_ℓ K^ℓ`` with ``K^ℓ = Φ_ℓ Φ_ℓᵀ`` (thesis, section 4.3.3).
@@ -571,7 +571,7 @@ def layerwise_tangent_kernels(
     chunk_size: int | None = None,
     per_layer: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Layer-wise empirical tangent kernels ``K^ℓ = Φ_ℓ(x) Φ_ℓ(x2)ᵀ`` (paper 002, section 4.3.3).
+    """Layer-wise empirical tangent kernels ``K^ℓ = Φ_ℓ(x) Φ_ℓ(x2)ᵀ`` (Baratin 2021, section 4.3.3).
 
     Parameters
     ----------
@@ -678,7 +678,7 @@ def tangent_kernel_diagonal(
     """The diagonal ``K^ℓ[(i, a), (i, a)] = ‖∂f_a(x_i)/∂w_ℓ‖²`` of each layer-wise kernel, shape ``(n·c,)``.
 
     Costs about one kernel row per example: use it for traces (``Tr K = ‖Φ‖_F²``, the complexity
-    measure of paper 002, eq. 18) on batches whose full kernel would not fit.
+    measure of Baratin 2021, eq. 18) on batches whose full kernel would not fit.
 
     Examples
     --------
@@ -711,7 +711,7 @@ def center_features(kernel: torch.Tensor, n: int, c: int, m: int | None = None) 
     """Kernel of the centered tangent features ``Φ(x) − E_x Φ(x)`` (mean over examples, per class).
 
     For a sample-major ``(n·c) × (m·c)`` kernel this is ``(C_n ⊗ I_c) K (C_m ⊗ I_c)`` with
-    ``C_n = I − 11ᵀ/n`` (paper 002, section 4.3.1: results are reported for centered features).
+    ``C_n = I − 11ᵀ/n`` (Baratin 2021, section 4.3.1: results are reported for centered features).
     """
     m = n if m is None else m
     k4 = kernel.reshape(n, c, m, c)
@@ -721,7 +721,7 @@ def center_features(kernel: torch.Tensor, n: int, c: int, m: int | None = None) 
 
 
 def effective_rank(eigenvalues: np.ndarray) -> float:
-    """``exp(H(μ))`` with ``μ_j = λ_j / Σ λ`` and ``H(μ) = −Σ μ_j log μ_j`` (paper 002, eq. 5).
+    """``exp(H(μ))`` with ``μ_j = λ_j / Σ λ`` and ``H(μ) = −Σ μ_j log μ_j`` (Baratin 2021, eq. 5).
 
     Eigenvalues below zero (round-off of a positive semi-definite matrix) count as zero, and
     ``0 log 0 = 0``. Returns NaN for a zero kernel.
@@ -735,7 +735,7 @@ def effective_rank(eigenvalues: np.ndarray) -> float:
 
 
 def trace_ratios(eigenvalues: np.ndarray, ks: Sequence[int]) -> np.ndarray:
-    """``T_k = Σ_{j<k} λ_j / Σ_j λ_j``, the share of the trace in the top ``k`` eigenvalues (paper 002, eq. 6)."""
+    """``T_k = Σ_{j<k} λ_j / Σ_j λ_j``, the share of the trace in the top ``k`` eigenvalues (Baratin 2021, eq. 6)."""
     lam = np.sort(np.asarray(eigenvalues, dtype=np.float64))[::-1]
     cumulative = np.cumsum(lam)
     total = cumulative[-1] if lam.size else np.nan
@@ -748,7 +748,7 @@ def label_vector(y: torch.Tensor, c: int) -> torch.Tensor:
 
 
 def centered_kernel_alignment(kernel: torch.Tensor, other: torch.Tensor) -> float:
-    """``CKA(K, K') = Tr[K_c K'_c] / (‖K_c‖_F ‖K'_c‖_F)`` with ``K_c = C K C``, ``C = I − 11ᵀ/r`` (paper 002, eq. 7).
+    """``CKA(K, K') = Tr[K_c K'_c] / (‖K_c‖_F ‖K'_c‖_F)`` with ``K_c = C K C``, ``C = I − 11ᵀ/r`` (Baratin 2021, eq. 7).
 
     ``other`` is either an ``r × r`` kernel or a vector ``v`` standing for the rank-one kernel ``v vᵀ``
     (e.g. the label vector: ``CKA(K, Y Yᵀ)``), which is not formed; ``kernel`` is then taken to be
@@ -770,7 +770,7 @@ def centered_kernel_alignment(kernel: torch.Tensor, other: torch.Tensor) -> floa
 
 
 def alignment(kernel: torch.Tensor, other: torch.Tensor) -> float:
-    """Uncentered kernel alignment ``Tr[K K'] / (‖K‖_F ‖K'‖_F)`` (paper 002, Fig. B.6); ``other`` as in CKA."""
+    """Uncentered kernel alignment ``Tr[K K'] / (‖K‖_F ‖K'‖_F)`` (Baratin 2021, Fig. B.6); ``other`` as in CKA."""
     k = kernel.double()
     if other.dim() == 1:
         v = other.double().to(k.device)

@@ -1,4 +1,4 @@
-"""The Disk dataset of paper 002 (Baratin), appendix B.3.1: points in the square, labelled by a disk.
+"""The Disk dataset of Baratin 2021 (Baratin), appendix B.3.1: points in the square, labelled by a disk.
 
 ``x ~ Unif[−1, 1]²`` and the class says whether ``x`` lies inside the centered disk of radius
 ``√(2/π)``, whose area (2) is half of the square's (4), so the two classes are balanced in expectation.

@@ -1,4 +1,4 @@
-"""Generators for the spectral-bias experiments of paper 002 (Baratin, thesis), chapter 3.
+"""Generators for the spectral-bias experiments of Baratin 2021 (Baratin, thesis), chapter 3.
 
 * :func:`sum_of_sines` — λ(z) = Σ_i A_i sin(2π k_i z + φ_i) (eq. 8, Experiment 1), and
   :func:`spectral_bias_data` — its samples on the regular grid of ``[0, 1)`` with random phases.
@@ -45,7 +45,7 @@ def sum_of_sines(
     amplitudes: float | Sequence[float] | torch.Tensor = 1.0,
     phases: float | Sequence[float] | torch.Tensor = 0.0,
 ) -> torch.Tensor:
-    """λ(z) = Σ_i A_i sin(2π k_i z + φ_i) (paper 002, eq. 8).
+    """λ(z) = Σ_i A_i sin(2π k_i z + φ_i) (Baratin 2021, eq. 8).
 
     Parameters
     ----------
@@ -81,7 +81,7 @@ def spectral_bias_data(
     seed: int | None = 0,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Experiment 1 of paper 002 (A.1.1): λ on ``n_points`` equally spaced points of ``[0, 1)``.
+    """Experiment 1 of Baratin 2021 (A.1.1): λ on ``n_points`` equally spaced points of ``[0, 1)``.
 
     Phases are drawn from U(0, 2π) with a private generator (``seed``; the global RNG is untouched).
 
@@ -136,7 +136,7 @@ class FlowerCurve(Curve):
 
 
 def flower_curve(petals: int) -> FlowerCurve:
-    """The flower-shaped curve γ_L of paper 002, eq. 13 (Experiment 5), as a callable ``z ↦ (n, 2)``.
+    """The flower-shaped curve γ_L of Baratin 2021, eq. 13 (Experiment 5), as a callable ``z ↦ (n, 2)``.
 
     Parameters
     ----------
@@ -194,7 +194,7 @@ def embed_curve(curve: Curve, dim: int, seed: int = 0) -> EmbeddedCurve:
 
 
 def radial_wave(x: torch.Tensor, k: float) -> torch.Tensor:
-    """Radial-wave noise ψ_k(x) = sin(k‖x‖) (paper 002, eq. 10), ‖·‖ over all but the first axis.
+    """Radial-wave noise ψ_k(x) = sin(k‖x‖) (Baratin 2021, eq. 10), ‖·‖ over all but the first axis.
 
     Parameters
     ----------

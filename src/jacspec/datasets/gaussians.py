@@ -1,4 +1,4 @@
-"""Correlated Gaussians with known mutual information (paper 002, chapter 5, section 4.1)."""
+"""Correlated Gaussians with known mutual information (Baratin 2021, chapter 5, section 4.1)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ __all__ = ["symmetric_label_noise", "with_label_noise", "pca_compress", "dataset
 def symmetric_label_noise(
     y: torch.Tensor, p: float, n_classes: int | None = None, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace each label, with probability ``p``, by a uniformly random class (paper 000, 5.1).
+    """Replace each label, with probability ``p``, by a uniformly random class (Brandão et al. 2023, 5.1).
 
     Parameters
     ----------
@@ -170,7 +170,7 @@ def digits_dataset_noise(
 
     The 1797 digits are split in two stratified halves; the first is ``D_0`` (split again into train and
     test), the second, PCA-compressed to ``n_components``, is added with weight ``r`` to every input of
-    ``D_0`` (train and test, as in paper 000, 5.1). ``r = 0`` gives the clean first half.
+    ``D_0`` (train and test, as in Brandão et al. 2023, 5.1). ``r = 0`` gives the clean first half.
 
     Returns
     -------

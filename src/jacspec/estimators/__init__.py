@@ -46,7 +46,7 @@ METHODS = ("mine", "mine_f", "ksg")
 
 
 def gaussian_mutual_information(rho: float, d: int) -> float:
-    """Ground truth −d/2·log(1 − ρ²) nats for x, z ∈ ℝ^d with componentwise correlation ρ (paper 002, l.1385)."""
+    """Ground truth −d/2·log(1 − ρ²) nats for x, z ∈ ℝ^d with componentwise correlation ρ (Baratin 2021, l.1385)."""
     return float(-0.5 * d * np.log1p(-rho * rho))
 
 
@@ -60,7 +60,7 @@ def mutual_information(x: Any, z: Any, method: str = "mine", seed: int | None = 
         feature, more dimensions are flattened). At least :data:`MIN_SAMPLES` (20) samples, all finite.
     method : {"mine", "mine_f", "ksg"}
         ``"mine"``: statistics network trained on the Donsker–Varadhan bound
-        I ≥ E_P[T] − log E_{P_X⊗P_Z}[e^T] with bias-corrected gradients (paper 002, eqs. 6, 11, Algorithm 1);
+        I ≥ E_P[T] − log E_{P_X⊗P_Z}[e^T] with bias-corrected gradients (Baratin 2021, eqs. 6, 11, Algorithm 1);
         ``"mine_f"``: the f-divergence bound E_P[T] − E_{P_X⊗P_Z}[e^{T−1}] (eq. 8);
         ``"ksg"``: Kraskov–Stögbauer–Grassberger estimator 1, k = 3, max-norm.
     seed : int or None

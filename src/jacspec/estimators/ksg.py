@@ -1,7 +1,7 @@
 """Kraskov–Stögbauer–Grassberger k-nearest-neighbour estimator of mutual information (estimator 1).
 
 Kraskov, Stögbauer & Grassberger, *Estimating mutual information*, Phys. Rev. E 69, 066138 (2004),
-eq. (8); the baseline of paper 002 (Baratin), chapter 5, section 4.1 (lines 1379–1390).
+eq. (8); the baseline of Baratin 2021 (Baratin), chapter 5, section 4.1 (lines 1379–1390).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def ksg(
     -----
     The estimator is nearly unbiased for low-dimensional smooth densities (the bias vanishes for
     independent variables); in high dimension it under-estimates strongly dependent variables, which
-    is the comparison of paper 002, Fig. 5.1.
+    is the comparison of Baratin 2021, Fig. 5.1.
     """
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"`k` (number of neighbours) must be a positive integer, but got {k!r}.")

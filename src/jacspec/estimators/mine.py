@@ -1,6 +1,6 @@
 """MINE: mutual information neural estimation with the Donsker–Varadhan bound (and MINE-f).
 
-Belghazi et al., *Mutual Information Neural Estimation* (ICML 2018), reproduced in paper 002
+Belghazi et al., *Mutual Information Neural Estimation* (ICML 2018), reproduced in Baratin 2021
 (Baratin), chapter 5: the bounds (eqs. 6 and 8, lines 1247–1278), the estimator (eqs. 9–11) and
 Algorithm 1 with the bias-corrected gradient (lines 1279–1332), adaptive gradient clipping (appendix
 C.1.1, lines 2798–2807).
@@ -87,7 +87,7 @@ def _uniform(shape: tuple[int, ...], fan_in: int, generator: torch.Generator | N
 
 
 def donsker_varadhan_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
-    r"""Donsker–Varadhan lower bound E_P[T] − log E_Q[e^T] on samples (paper 002, eq. 6 / eq. 11).
+    r"""Donsker–Varadhan lower bound E_P[T] − log E_Q[e^T] on samples (Baratin 2021, eq. 6 / eq. 11).
 
     ``t_joint``: T on samples of the joint P_XZ; ``t_marginal``: T on samples of P_X ⊗ P_Z. The log-mean-
     exp is computed stably with ``logsumexp``.
@@ -97,12 +97,12 @@ def donsker_varadhan_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> t
 
 
 def f_divergence_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
-    r"""f-divergence lower bound E_P[T] − E_Q[e^{T−1}] (paper 002, eq. 8): MINE-f's objective."""
+    r"""f-divergence lower bound E_P[T] − E_Q[e^{T−1}] (Baratin 2021, eq. 8): MINE-f's objective."""
     return t_joint.mean() - torch.exp(t_marginal - 1.0).mean()
 
 
 def adaptive_clip(g_m: torch.Tensor, g_u: torch.Tensor | float) -> torch.Tensor:
-    r"""Adaptive clipping of paper 002, appendix C.1.1, eq. (1): g_a = min(‖g_u‖, ‖g_m‖) g_m / ‖g_m‖.
+    r"""Adaptive clipping of Baratin 2021, appendix C.1.1, eq. (1): g_a = min(‖g_u‖, ‖g_m‖) g_m / ‖g_m‖.
 
     ``g_m`` is the gradient from the mutual-information term, ``g_u`` the reference gradient (or its
     norm, a float) whose Frobenius norm ``g_m`` may not exceed.
@@ -152,7 +152,7 @@ def mine(
     num_threads: int | None = 1,
     progress: bool = False,
 ) -> MineResult:
-    r"""Estimate I(X; Z) in nats by training a statistics network (MINE, paper 002 Algorithm 1).
+    r"""Estimate I(X; Z) in nats by training a statistics network (MINE, Baratin 2021 Algorithm 1).
 
     Maximises over θ, by Adam on minibatches, the Donsker–Varadhan bound (``objective="dv"``, eq. 11)
 

@@ -1,6 +1,6 @@
 """Fourier spectrum of the network function: spectral bias on grids, along curves and in high dimension.
 
-Paper 002 (Baratin, thesis), chapter 3: the network ``f`` is evaluated on a regular grid and the
+Baratin 2021 (Baratin, thesis), chapter 3: the network ``f`` is evaluated on a regular grid and the
 magnitude of its single-sided DFT is tracked over training (Experiment 1, l.704–737, A.1.1); along a
 data manifold the spectrum of ``f∘γ`` is taken instead (Experiment 5, l.793–857, A.1.2); in high
 dimension the outputs on a data sample are projected on the eigenvectors of a Gaussian RBF kernel
@@ -56,7 +56,7 @@ class FourierSpectrum(Probe):
     of ``interval = [a, b)`` (endpoint excluded) per input axis, evaluates the network there (in eval
     mode, without gradients, in batches) and returns the magnitude of the single-sided DFT, normalised
     so that ``A sin(2π k z + φ)`` reads ``A`` at ``frequency = k`` and a constant ``c`` reads ``|c|`` at
-    0 (paper 002, A.1.1)::
+    0 (Baratin 2021, A.1.1)::
 
         amplitude[k] = (2 − [k = 0] − [k = N/2]) · |Σ_n f(z_n) e^{−2πikn/N}| / N,   z_n = a + n (b − a)/N
 
@@ -66,16 +66,16 @@ class FourierSpectrum(Probe):
     * **Multi-dimensional grids** (``input_dim = d > 1``): ``N^d`` points, ``torch.fft.rfftn``, and the
       spectrum summed over shells ``round(|k|) = r`` (``amplitude``; a plane wave of amplitude A reads A)
       and averaged over them (``radial_mean_amplitude``); see :func:`jacspec.fourier.radial_amplitude`.
-    * **Along a curve** (``curve=γ``, paper 002, A.1.2): the grid is laid on the curve's parameter
+    * **Along a curve** (``curve=γ``, Baratin 2021, A.1.2): the grid is laid on the curve's parameter
       ``z ∈ [a, b)`` and the spectrum is that of ``f∘γ``; e.g. ``curve=jacspec.datasets.flower_curve(L)``.
-    * **Kernel basis** (``basis="kernel"``, paper 002, A.1.4 eq. 5): for high-dimensional inputs, the
+    * **Kernel basis** (``basis="kernel"``, Baratin 2021, A.1.4 eq. 5): for high-dimensional inputs, the
       outputs ``f = (f(x_1), …, f(x_n))`` on the sample ``x`` passed to ``measure`` are projected on the
       eigenvectors ``v_j`` of ``K_ij = exp(−‖x_i − x_j‖²/σ²)`` sorted by decreasing eigenvalue:
       ``amplitude[j] = |f · v_j|`` against the eigen-index ``j`` (a generalized frequency). σ is the
       median pairwise distance unless ``bandwidth`` is given. The eigenbasis of a sample is cached (keyed
       by a hash of the sample; up to 4 samples, e.g. a monitor's train and test splits), so repeated
       calls on the same sample cost one forward pass and a matrix product. ``needs_input`` is True.
-    * **Robustness** (``perturbation=(δ_1, δ_2, …)``, paper 002, Experiment 2): for each relative size δ,
+    * **Robustness** (``perturbation=(δ_1, δ_2, …)``, Baratin 2021, Experiment 2): for each relative size δ,
       ``n_draws`` perturbed parameter vectors ``θ = θ* + δ‖θ*‖ θ̂`` with θ̂ uniform on the unit sphere of
       all floating parameters (drawn with the probe's own generator, reseeded from ``seed`` on every call,
       so every call uses the same directions), the spectrum of the mean perturbed function

@@ -1,6 +1,6 @@
 """Mutual information between two quantities of a network (input, labels, output, any module's activations).
 
-Paper 002 (Baratin), chapter 5: MINE (Donsker–Varadhan bound with bias-corrected gradients, lines
+Baratin 2021 (Baratin), chapter 5: MINE (Donsker–Varadhan bound with bias-corrected gradients, lines
 1279–1332), MINE-f (eq. 8) and the k-nearest-neighbour estimator of Kraskov et al. (lines 1379–1390);
 the information-bottleneck use, I(X;T) and I(T;Y) per layer T over training (lines 1506–1534), is
 plotted by :func:`jacspec.plot.plot_information_plane`.
@@ -76,7 +76,7 @@ class MutualInformation(Probe):
     module's output activations, captured with forward hooks). Every endpoint is flattened to
     ``(n, features)`` and the pair is passed to :func:`jacspec.estimators.mutual_information`:
 
-    * ``"mine"``: sup_θ E_P[T_θ] − log E_{P_A⊗P_B}[e^{T_θ}] (Donsker–Varadhan, paper 002 eq. 11) with the
+    * ``"mine"``: sup_θ E_P[T_θ] − log E_{P_A⊗P_B}[e^{T_θ}] (Donsker–Varadhan, Baratin 2021 eq. 11) with the
       bias-corrected gradient of Algorithm 1;
     * ``"mine_f"``: sup_θ E_P[T_θ] − E_{P_A⊗P_B}[e^{T_θ−1}] (eq. 8);
     * ``"ksg"``: Kraskov et al.'s estimator 1 (k = 3, max-norm). With ``"label"`` its input is

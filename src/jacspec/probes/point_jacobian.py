@@ -1,7 +1,7 @@
-"""Singular values of the point Jacobian ∂f(x)/∂x at every example (paper 000, 4.2–4.4 and 8.5).
+"""Singular values of the point Jacobian ∂f(x)/∂x at every example (Brandão et al. 2023, 4.2–4.4 and 8.5).
 
 For a model ``f: R^d → R^c`` (inputs flattened, ``d`` = number of input features) and an example
-``x_k``, the point Jacobian is ``J_k = ∇f|_{x_k} ∈ R^{c×d}`` (paper 000, 4.2, l.140–150). Its singular
+``x_k``, the point Jacobian is ``J_k = ∇f|_{x_k} ∈ R^{c×d}`` (Brandão et al. 2023, 4.2, l.140–150). Its singular
 values ``σ_1 ≥ … ≥ σ_min(c,d)`` describe how much the output moves along each input direction; the
 paper's model–data complexity measure is ``E[log σ]`` over examples and components (4.3, eq. 5).
 
@@ -93,7 +93,7 @@ def input_jacobians(
     method : {"batched", "vmap", "loop"}
         ``"batched"``: one backward pass per output unit through the whole batch;
         ``"vmap"``: ``torch.func.vmap(torch.func.jacrev(...))`` over examples;
-        ``"loop"``: ``torch.autograd.functional.jacobian`` per example (paper 000, 8.5; slow reference).
+        ``"loop"``: ``torch.autograd.functional.jacobian`` per example (Brandão et al. 2023, 8.5; slow reference).
 
     Returns
     -------
@@ -278,7 +278,7 @@ def point_jacobian_singular_values(
 
 
 class PointJacobian(Probe):
-    r"""Singular values of the input–output Jacobian at every example (paper 000, 4.2–4.4).
+    r"""Singular values of the input–output Jacobian at every example (Brandão et al. 2023, 4.2–4.4).
 
     For each example ``x_k`` (flattened to ``d`` features) the probe computes the singular values of
     ``J_k = ∂f(x_k)/∂x ∈ R^{c×d}``, ``f`` the logits (or ``output(model, x)``), and the paper's
@@ -300,7 +300,7 @@ class PointJacobian(Probe):
         Examples per chunk (bounds memory); default: Jacobians of a chunk take ≤ 64 MiB in float64.
     fit_modes : bool
         Also split the log-spectrum into its modes and fit a lognormal to each
-        (:func:`jacspec.fit.split_modes`, paper 000, 5.2 and 8.7), emitting the ``mode_*`` variables.
+        (:func:`jacspec.fit.split_modes`, Brandão et al. 2023, 5.2 and 8.7), emitting the ``mode_*`` variables.
     progress : bool
         Show a progress bar over chunks.
 

@@ -1,6 +1,6 @@
 """Largest singular value of every weight matrix, by warm-started power iteration.
 
-Paper 002 (Baratin), appendix A.1.1: the spectral norm of each layer's weight matrix is tracked over
+Baratin 2021 (Baratin), appendix A.1.1: the spectral norm of each layer's weight matrix is tracked over
 training with 10 power iterations. A convolution kernel of shape ``(out, in, *k)`` is reshaped to the
 ``out × (in·∏k)`` matrix (a transposed convolution, ``(in, out, *k)``, to ``out × (in·∏k)`` as well).
 """
@@ -91,7 +91,7 @@ class SpectralNorm(Probe):
     Parameters
     ----------
     n_iterations : int
-        Power iterations per call (paper 002, A.1.1, uses 10). Iterations are warm-started from the
+        Power iterations per call (Baratin 2021, A.1.1, uses 10). Iterations are warm-started from the
         previous call's singular vector, so a probe called every few steps converges quickly.
     method : {"power", "exact"}
         ``"power"``: power iteration; ``"exact"``: ``torch.linalg.matrix_norm(W, ord=2)`` (an SVD).

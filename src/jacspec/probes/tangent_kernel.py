@@ -1,6 +1,6 @@
 """Tangent-kernel probes: spectrum, effective rank, trace ratios and label alignment of the empirical NTK.
 
-Paper 002 (Baratin, PhD thesis), chapter 4: the multiclass tangent kernel ``K = Φ Φᵀ`` on a batch of
+Baratin 2021 (Baratin, PhD thesis), chapter 4: the multiclass tangent kernel ``K = Φ Φᵀ`` on a batch of
 ``n`` examples is an ``(n·c) × (n·c)`` matrix (B.1.4, eq. 22); its spectrum becomes strongly anisotropic
 early in training (effective rank, eq. 5; trace ratios, eq. 6) and it aligns with the class labels
 (CKA with ``Y Yᵀ``, eq. 7), layer by layer (``K = Σ_ℓ K^ℓ``). Section 4.4.2 proposes the complexity
@@ -81,7 +81,7 @@ class TangentKernel(Probe):
     ``K = Σ_ℓ K^ℓ``, rows ordered sample-major (``i·c + a``), then
 
     * eigenvalues ``λ_1 ≥ … ≥ λ_r`` of ``K`` (``r = n·c``; float64 decomposition),
-    * effective rank ``exp(H(μ))``, ``μ_j = λ_j / Σ λ`` (paper 002, eq. 5),
+    * effective rank ``exp(H(μ))``, ``μ_j = λ_j / Σ λ`` (Baratin 2021, eq. 5),
     * trace ratios ``T_k = Σ_{j<k} λ_j / Σ_j λ_j`` (eq. 6) and eigenvalue ratios ``λ_k / λ_1``,
     * ``CKA(K, Y Yᵀ) = Tr[K_c K_Y,c] / (‖K_c‖_F ‖K_Y,c‖_F)``, ``K_c = C K C``, ``C = I − 11ᵀ/r`` (eq. 7),
       with ``Y`` the concatenated one-hot labels, and the uncentered alignment of Fig. B.6,
@@ -281,7 +281,7 @@ class TangentKernel(Probe):
 
 
 def complexity_measure(update_norms: Sequence[float], feature_norms: Sequence[float]) -> float:
-    """``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` (paper 002, eq. 18), ``‖Φ_t‖_F = √Tr K_t`` (footnote 12)."""
+    """``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` (Baratin 2021, eq. 18), ``‖Φ_t‖_F = √Tr K_t`` (footnote 12)."""
     u = np.asarray(update_norms, dtype=np.float64)
     f = np.asarray(feature_norms, dtype=np.float64)
     if u.shape != f.shape:
@@ -290,7 +290,7 @@ def complexity_measure(update_norms: Sequence[float], feature_norms: Sequence[fl
 
 
 class TangentComplexity(Probe):
-    """Running complexity measure ``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` of a training run (paper 002, eq. 18).
+    """Running complexity measure ``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` of a training run (Baratin 2021, eq. 18).
 
     Each call computes ``‖Φ_t‖_F = √Tr K_t`` on the batch (only the kernel diagonal, cheap) and the norm
     of the parameter change since the previous call *on the same batch*, ``‖δw‖ = ‖w_t − w_{t'}‖₂``,

@@ -1,6 +1,6 @@
 """Information in the weights, I(w;D) = −½ Σ log α_i, closed form (Laplace) or variational, per layer.
 
-Paper 003 (Achille & Soatto), section 4: Claim 1, Remark 4.3, Proposition 5; section 6.1 for the
+Achille & Soatto 2018 (Achille & Soatto), section 4: Claim 1, Remark 4.3, Proposition 5; section 6.1 for the
 random-label experiment. The maths is in :mod:`jacspec.information`.
 """
 
@@ -40,7 +40,7 @@ def parameter_layers(model: nn.Module) -> dict[str, str]:
 
 
 class WeightInformation(Probe):
-    """Information in the weights I(w;D) = −½ Σ_i log α_i (paper 003, Claim 1), in total and per layer.
+    """Information in the weights I(w;D) = −½ Σ_i log α_i (Achille & Soatto 2018, Claim 1), in total and per layer.
 
     The posterior is w = ε ⊙ ŵ, ε_i ~ logN(−α_i/2, α_i), centred at the model's current weights ŵ.
     α is obtained by one of two methods:
