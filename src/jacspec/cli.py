@@ -19,7 +19,14 @@ __all__ = ["main", "demo", "demo_probes", "train_digits_mlp", "report", "info", 
 
 
 def demo_probes() -> list:
-    """The probes ``jacspec demo`` attaches (each probe issue adds its own here)."""
+    """The probes ``jacspec demo`` attaches (each probe issue adds its own here).
+
+    Examples
+    --------
+    >>> from jacspec.cli import demo_probes
+    >>> [type(probe).__name__ for probe in demo_probes()][:2]  # doctest: +ELLIPSIS
+    [...]
+    """
     from jacspec.probes import (
         FourierSpectrum,
         MutualInformation,
@@ -225,7 +232,14 @@ def demo(out: str | Path = "runs", epochs: int = 20, every: int = 20, progress: 
 
 
 class CommandError(Exception):
-    """A user error of the command line: printed as one line on stderr, exit code 2."""
+    """A user error of the command line: printed as one line on stderr, exit code 2.
+
+    Examples
+    --------
+    >>> from jacspec.cli import main
+    >>> main(["info", "no-such-run.nc"])  # prints "jacspec: 'no-such-run.nc': no such file" on stderr
+    2
+    """
 
 
 @contextlib.contextmanager

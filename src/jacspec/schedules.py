@@ -10,7 +10,19 @@ __all__ = ["Every", "LogSpaced", "Steps", "as_schedule", "ScheduleLike"]
 
 
 class Every:
-    """Probe at steps ``0, n, 2n, ...`` (every step divisible by ``n``)."""
+    """Probe at steps ``0, n, 2n, ...`` (every step divisible by ``n``).
+
+    Parameters
+    ----------
+    n : int
+        The period in optimiser steps (positive).
+
+    Examples
+    --------
+    >>> from jacspec.schedules import Every
+    >>> [step for step in range(25) if Every(10)(step)]
+    [0, 10, 20]
+    """
 
     def __init__(self, n: int):
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
@@ -34,6 +46,12 @@ class LogSpaced:
     ----------
     per_decade : int
         Probed steps per factor of ten (early steps are all probed until they are closer than that).
+
+    Examples
+    --------
+    >>> from jacspec.schedules import LogSpaced
+    >>> LogSpaced(per_decade=5).steps(120)
+    [0, 1, 2, 3, 4, 6, 10, 16, 25, 40, 63, 100]
     """
 
     def __init__(self, per_decade: int = 10):
@@ -56,7 +74,20 @@ class LogSpaced:
 
 
 class Steps:
-    """Probe at an explicit set of steps."""
+    """Probe at an explicit set of steps.
+
+    Parameters
+    ----------
+    steps : iterable of int
+        The non-negative steps to probe (order and repeats do not matter).
+
+    Examples
+    --------
+    >>> from jacspec.schedules import Steps
+    >>> schedule = Steps([0, 50, 500])
+    >>> schedule(50), schedule(51)
+    (True, False)
+    """
 
     def __init__(self, steps: Iterable[int]):
         values = list(steps)
@@ -84,6 +115,14 @@ def as_schedule(every: Any) -> Callable[[int], bool]:
 
     Accepted: a positive int (every n steps), ``"log"`` (:class:`LogSpaced` with 10 per decade), a list
     or range of steps, a schedule object, or any callable ``step -> bool``.
+
+    Examples
+    --------
+    >>> from jacspec.schedules import as_schedule
+    >>> as_schedule(100), as_schedule("log"), as_schedule([0, 7])
+    (Every(100), LogSpaced(per_decade=10), Steps([0, 7]))
+    >>> as_schedule(lambda step: step in (3, 5))(5)
+    True
     """
     if isinstance(every, (Every, LogSpaced, Steps)):
         return every

@@ -61,6 +61,13 @@ def disk_grid(size: int = 50, dtype: torch.dtype = torch.float32) -> torch.Tenso
     """A regular ``size × size`` grid on ``[−1, 1]²`` (row-major, ``x₂`` fastest), shape ``(size², 2)``.
 
     The thesis samples eigenfunctions on ``N = 2500`` grid points (``size = 50``).
+
+    Examples
+    --------
+    >>> from jacspec.datasets.disk import disk_grid
+    >>> grid = disk_grid(size=3)
+    >>> grid.shape, grid[0].tolist(), grid[1].tolist()
+    (torch.Size([9, 2]), [-1.0, -1.0], [-1.0, 0.0])
     """
     if not isinstance(size, int) or isinstance(size, bool) or size < 2:
         raise ValueError(f"`size` must be an integer >= 2, but got {size!r}.")

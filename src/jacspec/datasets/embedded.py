@@ -40,6 +40,13 @@ def digits(test_size: float = 0.25, seed: int = 0, dtype: torch.dtype = torch.fl
     -------
     dict
         ``{"train": (x, y), "test": (x, y)}`` with ``x`` of shape ``(n, 64)`` and integer ``y``.
+
+    Examples
+    --------
+    >>> from jacspec.datasets import digits
+    >>> data = digits()
+    >>> data["train"][0].shape, data["test"][0].shape, int(data["train"][1].max()) + 1
+    (torch.Size([1347, 64]), torch.Size([450, 64]), 10)
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -73,6 +80,13 @@ def synthetic_classification(
         Seed of the generator and the split.
     dtype : torch.dtype
         Floating dtype of the inputs.
+
+    Examples
+    --------
+    >>> from jacspec.datasets.embedded import synthetic_classification
+    >>> data = synthetic_classification(n_samples=100, n_features=5, n_classes=2)
+    >>> data["train"][0].shape, data["test"][0].shape
+    (torch.Size([75, 5]), torch.Size([25, 5]))
     """
     from sklearn.datasets import make_classification
     from sklearn.model_selection import train_test_split

@@ -27,7 +27,18 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (MNIST's format), plain or gzip-compressed."""
+    """Read an IDX file (MNIST's format), plain or gzip-compressed.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from jacspec.datasets.files import read_idx
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "tiny-idx1-ubyte"
+    >>> _ = path.write_bytes(bytes([0, 0, 0x08, 1, 0, 0, 0, 3, 7, 8, 9]))  # magic (uint8, 1-D), size 3, data
+    >>> read_idx(path)
+    array([7, 8, 9], dtype=uint8)
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
@@ -62,6 +73,14 @@ def mnist(root: str | os.PathLike, flatten: bool = True, dtype: torch.dtype = to
 
     Returns ``{"train": (x, y), "test": (x, y)}`` with ``x`` of shape ``(n, 784)`` (``flatten``) or
     ``(n, 1, 28, 28)``.
+
+    Examples
+    --------
+    >>> from jacspec.datasets.files import mnist
+    >>> # needs the IDX files under ~/data; nothing is downloaded
+    >>> data = mnist("~/data")  # doctest: +SKIP
+    >>> data["train"][0].shape  # doctest: +SKIP
+    torch.Size([60000, 784])
     """
     root = Path(root)
     arrays = {}
@@ -78,6 +97,14 @@ def cifar10(root: str | os.PathLike, flatten: bool = False, dtype: torch.dtype =
     """CIFAR-10 from its python pickles under ``root`` (or ``root/cifar-10-batches-py``), in [0, 1].
 
     Returns ``{"train": (x, y), "test": (x, y)}`` with ``x`` of shape ``(n, 3, 32, 32)`` or ``(n, 3072)``.
+
+    Examples
+    --------
+    >>> from jacspec.datasets.files import cifar10
+    >>> # needs the python pickles under ~/data; nothing is downloaded
+    >>> data = cifar10("~/data")  # doctest: +SKIP
+    >>> data["test"][0].shape  # doctest: +SKIP
+    torch.Size([10000, 3, 32, 32])
     """
     root = Path(root)
     folder = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root

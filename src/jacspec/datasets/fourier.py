@@ -93,6 +93,13 @@ def spectral_bias_data(
         ``(n_points, 1)`` targets λ(z_n).
     phases : torch.Tensor
         ``(len(frequencies),)`` the phases drawn.
+
+    Examples
+    --------
+    >>> from jacspec.datasets.fourier import spectral_bias_data
+    >>> x, y, phases = spectral_bias_data(n_points=200, frequencies=(5, 10))
+    >>> x.shape, y.shape, phases.shape
+    (torch.Size([200, 1]), torch.Size([200, 1]), torch.Size([2]))
     """
     generator = torch.Generator().manual_seed(int(seed)) if seed is not None else torch.Generator()
     if seed is None:
@@ -104,7 +111,20 @@ def spectral_bias_data(
 
 
 class Curve:
-    """A curve γ: [0, 1) → ℝ^d; call it on ``z`` of shape ``(n,)`` to get points ``(n, d)``."""
+    """A curve γ: [0, 1) → ℝ^d; call it on ``z`` of shape ``(n,)`` to get points ``(n, d)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.datasets.fourier import Curve
+    >>> class Segment(Curve):
+    ...     dim = 2
+    ...     def __call__(self, z):
+    ...         return torch.stack([z, 2 * z], dim=-1)
+    >>> Segment()(torch.tensor([0.0, 0.5]))
+    tensor([[0.0000, 0.0000],
+            [0.5000, 1.0000]])
+    """
 
     dim: int = 2
 
@@ -117,7 +137,16 @@ class Curve:
 
 
 class FlowerCurve(Curve):
-    """γ_L(z) = (1 + ½ sin 2πLz)(cos 2πz, sin 2πz): a flower with ``L`` petals (a circle for L = 0)."""
+    """γ_L(z) = (1 + ½ sin 2πLz)(cos 2πz, sin 2πz): a flower with ``L`` petals (a circle for L = 0).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.datasets.fourier import FlowerCurve
+    >>> FlowerCurve(petals=0)(torch.tensor([0.0, 0.25], dtype=torch.float64)).round(decimals=6)  # the unit circle
+    tensor([[1., 0.],
+            [0., 1.]], dtype=torch.float64)
+    """
 
     dim = 2
 
@@ -154,7 +183,17 @@ def flower_curve(petals: int) -> FlowerCurve:
 
 
 class EmbeddedCurve(Curve):
-    """``z ↦ γ(z) Qᵀ``: a curve mapped into ℝ^d by a matrix ``Q`` with orthonormal columns (an isometry)."""
+    """``z ↦ γ(z) Qᵀ``: a curve mapped into ℝ^d by a matrix ``Q`` with orthonormal columns (an isometry).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.datasets.fourier import EmbeddedCurve, FlowerCurve
+    >>> curve = EmbeddedCurve(FlowerCurve(3), dim=8)
+    >>> z = torch.linspace(0, 1, 5, dtype=torch.float64)
+    >>> bool(torch.allclose(torch.cdist(curve(z), curve(z)), torch.cdist(FlowerCurve(3)(z), FlowerCurve(3)(z))))
+    True
+    """
 
     def __init__(self, curve: Curve, dim: int, seed: int = 0):
         base_dim = int(getattr(curve, "dim", 2))

@@ -43,6 +43,15 @@ def ksg_counts(
     -------
     n_x, n_z : np.ndarray
         Integer counts, shape ``(n,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec.estimators import ksg_counts
+    >>> x = np.array([[0.0], [1.0], [2.0], [10.0]])
+    >>> n_x, n_z = ksg_counts(x, x, k=1)
+    >>> n_x.tolist(), n_z.tolist()
+    ([0, 0, 0, 0], [0, 0, 0, 0])
     """
     if algorithm not in ("auto", "kdtree", "brute"):
         raise ValueError(f"`algorithm` must be 'auto', 'kdtree' or 'brute', but got {algorithm!r}.")
@@ -130,6 +139,15 @@ def ksg(
     The estimator is nearly unbiased for low-dimensional smooth densities (the bias vanishes for
     independent variables); in high dimension it under-estimates strongly dependent variables, which
     is the comparison of Baratin 2021, Fig. 5.1.
+
+    Examples
+    --------
+    >>> from jacspec.datasets.gaussians import correlated_gaussians
+    >>> from jacspec.estimators import gaussian_mutual_information, ksg
+    >>> x, z = correlated_gaussians(n=2000, d=1, rho=0.8, seed=0)
+    >>> estimate = ksg(x, z, k=3)["mutual_information"]
+    >>> abs(estimate - gaussian_mutual_information(0.8, 1)) < 0.05  # truth: 0.511 nats
+    True
     """
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"`k` (number of neighbours) must be a positive integer, but got {k!r}.")

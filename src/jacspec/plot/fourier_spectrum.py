@@ -62,6 +62,17 @@ def plot_spectral_bias(
     -------
     matplotlib Axes
         Frequency on the vertical axis, step on the horizontal one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from jacspec.plot.fourier_spectrum import plot_spectral_bias
+    >>> amplitude = xr.DataArray(np.tril(np.ones((4, 4))), dims=("step", "target_frequency"),
+    ...                          coords={"step": [0, 100, 200, 300], "target_frequency": [5, 10, 15, 20]})
+    >>> ax = plot_spectral_bias(amplitude)  # low frequencies learned first: a lower-left triangle
+    >>> ax.get_ylabel()  # doctest: +ELLIPSIS
+    '...frequency...'
     """
     data = _require_dims(normalized_amplitude, ("step", "target_frequency"), "normalized_amplitude")
     ax = _axes(ax)
@@ -146,6 +157,15 @@ def plot_robustness(
         to ``[0, 1]``.
     frequencies : sequence, optional
         Frequencies to show (e.g. the target's ``k_i``); all when None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from jacspec.plot.fourier_spectrum import plot_robustness
+    >>> ratio = xr.DataArray(np.linspace(1, 0.2, 12).reshape(4, 3), dims=("frequency", "perturbation"),
+    ...                      coords={"frequency": [5, 10, 15, 20], "perturbation": [0.0, 0.1, 0.2]})
+    >>> ax = plot_robustness(ratio)
     """
     data = _require_dims(ratio, ("frequency", "perturbation"), "ratio")
     if frequencies is not None:
@@ -192,6 +212,18 @@ def plot_manifold_spectra(
         Logarithmic amplitude axis.
     max_frequency : float, optional
         Cut the horizontal axis there.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from jacspec.plot.fourier_spectrum import plot_manifold_spectra
+    >>> k = np.arange(1, 30)
+    >>> spectra = {f"L = {petals}": xr.DataArray(np.exp(-k / (2 + petals)), dims="frequency", coords={"frequency": k})
+    ...            for petals in (0, 4, 8)}
+    >>> ax = plot_manifold_spectra(spectra)
+    >>> len(ax.get_lines())
+    3
     """
     if not isinstance(spectra, Mapping) or not spectra:
         raise TypeError(

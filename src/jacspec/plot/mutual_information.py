@@ -60,6 +60,17 @@ def plot_information_plane(
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from jacspec.plot.mutual_information import plot_information_plane
+    >>> mi = xr.DataArray([[1.0, 0.2], [1.5, 0.8], [1.2, 1.0]], dims=("step", "pair"),
+    ...                   coords={"step": [0, 100, 200], "first": ("pair", ["input", "fc1"]),
+    ...                           "second": ("pair", ["fc1", "label"])})
+    >>> ax = plot_information_plane(xr.Dataset({"mutual_information": mi}))
+    >>> ax.get_xlabel()
+    'I(X; T) [nats]'
     """
     import matplotlib.pyplot as plt
 
@@ -123,6 +134,15 @@ def plot_mine_history(data: Any, truth: float | None = None, ax: Any = None, smo
         Ground truth to draw as a horizontal line.
     smooth : int
         Window of the running mean, in iterations.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from jacspec.plot.mutual_information import plot_mine_history
+    >>> history = 0.5 * (1 - np.exp(-np.arange(300) / 50)) + 0.05 * np.random.default_rng(0).normal(size=300)
+    >>> ds = xr.Dataset({"mutual_information_history": ("iteration", history)})
+    >>> ax = plot_mine_history(ds, truth=0.5)
     """
     import matplotlib.pyplot as plt
 
@@ -162,6 +182,14 @@ def plot_estimates_vs_truth(
         ``{method: estimates at each ρ}``.
     truth : sequence of float
         Ground truth at each ρ.
+
+    Examples
+    --------
+    >>> from jacspec.estimators import gaussian_mutual_information
+    >>> from jacspec.plot.mutual_information import plot_estimates_vs_truth
+    >>> rho = [0.0, 0.5, 0.9]
+    >>> truth = [gaussian_mutual_information(r, 2) for r in rho]
+    >>> ax = plot_estimates_vs_truth(rho, {"ksg": [0.01, 0.28, 1.6]}, truth)
     """
     import matplotlib.pyplot as plt
 

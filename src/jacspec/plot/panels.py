@@ -76,7 +76,17 @@ def _dim_labels(da: xr.DataArray, dim: str) -> list[str]:
 
 def panel_variables(ds: xr.Dataset) -> list[str]:
     """The variables of a group worth a panel: numeric, with a ``step`` dim, not bookkeeping
-    (``wall_time``, ``probe_seconds``), not constant over everything (a flat line says nothing)."""
+    (``wall_time``, ``probe_seconds``), not constant over everything (a flat line says nothing).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from jacspec.plot.panels import panel_variables
+    >>> ds = xr.Dataset({"loss": ("step", [2.0, 1.0]), "counter": ("step", [0, 0])}, coords={"step": [0, 10]})
+    >>> panel_variables(ds)  # the constant counter gets no panel
+    ['loss']
+    """
     out = []
     for name in ds.data_vars:
         da = ds[name]

@@ -51,6 +51,14 @@ def spectrum_histogram(values: Any, split: fit.ModeSplit | None = None, ax=None,
     Returns
     -------
     matplotlib Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec.plot.point_jacobian import spectrum_histogram
+    >>> rng = np.random.default_rng(0)
+    >>> sigma = np.exp(np.concatenate([rng.normal(-4, 0.5, 2000), rng.normal(0, 0.5, 2000)]))  # two modes
+    >>> ax = spectrum_histogram(sigma, label="two modes")
     """
     import matplotlib.pyplot as plt
 
@@ -91,6 +99,15 @@ def probability_plots(values: Any, split: fit.ModeSplit | None = None, axes=None
     Returns
     -------
     list of matplotlib Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec.plot.point_jacobian import probability_plots
+    >>> rng = np.random.default_rng(0)
+    >>> sigma = np.exp(np.concatenate([rng.normal(-4, 0.5, 2000), rng.normal(0, 0.5, 2000)]))
+    >>> len(probability_plots(sigma))  # one lognormal probability plot per mode
+    2
     """
     import matplotlib.pyplot as plt
     from scipy import stats
@@ -143,6 +160,17 @@ def mean_log_curves(runs: Mapping[str, Any], split: str = "train", ax=None, titl
     Returns
     -------
     matplotlib Axes
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from jacspec.plot.point_jacobian import mean_log_curves
+    >>> def run(values):
+    ...     return xr.Dataset({"mean_log_singular_value": (("step", "split"), [[v, v] for v in values])},
+    ...                       coords={"step": [0, 100, 200], "split": ["train", "test"]})
+    >>> ax = mean_log_curves({"p = 0.0": run([-1.0, -0.8, -0.7]), "p = 0.4": run([-1.0, -0.5, -0.2])})
+    >>> len(ax.get_lines())
+    2
     """
     import matplotlib.pyplot as plt
 
@@ -162,7 +190,16 @@ def mean_log_curves(runs: Mapping[str, Any], split: str = "train", ax=None, titl
 
 def spectrum_figure(values: Any, label: str = "", path: str | os.PathLike | None = None):
     """The paper's Fig. 1 panel: histogram with split and lognormal fits, plus one probability plot
-    per mode. Saves to ``path`` when given; returns the figure."""
+    per mode. Saves to ``path`` when given; returns the figure.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec.plot.point_jacobian import spectrum_figure
+    >>> rng = np.random.default_rng(0)
+    >>> sigma = np.exp(np.concatenate([rng.normal(-4, 0.5, 2000), rng.normal(0, 0.5, 2000)]))
+    >>> figure = spectrum_figure(sigma, label="epoch 50")  # pass path="runs/spectrum.png" to save it
+    """
     import matplotlib.pyplot as plt
 
     x = _values(values)

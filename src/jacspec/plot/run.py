@@ -22,6 +22,15 @@ def curves(ds: xr.Dataset, variable: str) -> dict[str, xr.DataArray]:
 
     Dims other than ``step``, ``split`` and one short "line" dimension (``layer``, ``output``,
     ``mode``) are averaged over (ignoring NaN), which is noted in the label.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from jacspec.plot.run import curves
+    >>> ds = xr.Dataset({"loss": (("step", "split"), [[2.0, 2.1], [1.0, 1.4]])},
+    ...                 coords={"step": [0, 10], "split": ["train", "test"]})
+    >>> sorted(curves(ds, "loss"))
+    ['test', 'train']
     """
     da = ds[variable]
     if "step" not in da.dims or da.dtype.kind not in "fiub":

@@ -220,6 +220,15 @@ def plot_eigenfunctions(
         Iteration of each row.
     eigenvalues : ndarray, optional
         ``(checkpoint, >= eigenfunction)`` eigenvalues, shown as λ_j/λ_1 in the panel titles.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec.plot.tangent_kernel import plot_eigenfunctions
+    >>> grid = np.linspace(-1, 1, 20)
+    >>> first, second = np.meshgrid(grid, grid, indexing="ij")
+    >>> functions = np.stack([np.stack([first, second, first * second])] * 2)  # (checkpoint, eigenfunction, grid, grid)
+    >>> figure = plot_eigenfunctions(functions, checkpoints=[0, 1000])
     """
     import matplotlib.pyplot as plt
 
@@ -247,7 +256,15 @@ def plot_eigenfunctions(
 def plot_eigenvalue_ratio(
     checkpoints: Sequence[int], eigenvalues: np.ndarray, ks: Sequence[int] = (2, 5, 10, 20)
 ) -> Any:
-    """``λ_k / λ_1`` over training (log scale), e.g. the thesis' λ20/λ1 on the Disk."""
+    """``λ_k / λ_1`` over training (log scale), e.g. the thesis' λ20/λ1 on the Disk.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec.plot.tangent_kernel import plot_eigenvalue_ratio
+    >>> eigenvalues = np.stack([1.0 / np.arange(1, 31) ** power for power in (0.5, 1.0, 2.0)])  # (checkpoint, k)
+    >>> figure = plot_eigenvalue_ratio([0, 100, 1000], eigenvalues, ks=(2, 10, 20))
+    """
     import matplotlib.pyplot as plt
 
     values = np.asarray(eigenvalues)

@@ -192,6 +192,21 @@ def plot_random_labels(results: xr.Dataset) -> Any:
     results : xarray.Dataset
         From ``examples/weight_information_random_labels.py``: ``information_per_sample`` with dims
         ``(estimator, fraction, step)`` and ``train_accuracy`` ``(fraction, step)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from jacspec.plot.weight_information import plot_random_labels
+    >>> fractions, steps = [0.0, 0.5, 1.0], [0, 100, 200]
+    >>> info = np.array([[[0.1, 0.5 + f, 0.8 + 2 * f] for f in fractions]])  # (estimator, fraction, step)
+    >>> results = xr.Dataset(
+    ...     {"information_per_sample": (("estimator", "fraction", "step"), info),
+    ...      "train_accuracy": (("fraction", "step"), np.full((3, 3), 0.9))},
+    ...     coords={"estimator": ["diagonal"], "fraction": fractions, "step": steps})
+    >>> figure = plot_random_labels(results)
+    >>> len(figure.axes)
+    2
     """
     import matplotlib.pyplot as plt
 
