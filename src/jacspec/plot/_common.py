@@ -174,6 +174,7 @@ def legend(ax: Any, title: str | None = None, **kwargs: Any) -> bool:
             return True
         return False
     kwargs.setdefault("fontsize", "small")
+    kwargs.setdefault("framealpha", 0.6)  # lines under a crowded legend stay visible
     ax.legend(title=title, **kwargs)
     return True
 

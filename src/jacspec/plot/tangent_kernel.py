@@ -101,8 +101,9 @@ def plot_tangent_kernel(
         "trace ratios T_k (eq. 6)",
         "CKA(K, YYᵀ) with labels (eq. 7)",
     ]
+    units = ds["max_eigenvalue"].attrs.get("units") if "max_eigenvalue" in ds else None
     ylabels = [
-        axis_label(ds["max_eigenvalue"], 36) if "max_eigenvalue" in ds else "eigenvalue",
+        f"eigenvalue [{units}]" if units else "eigenvalue",
         axis_label(ds["effective_rank"], 36),
         wrap("share of the trace in the top k eigenvalues", 36),
         axis_label(ds["cka_labels"], 36) if "cka_labels" in ds else "",
