@@ -213,7 +213,10 @@ class TangentKernelOperator:
         def single(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
             return functional_call(self.wrapped, p, (xi.unsqueeze(0),)).squeeze(0)
 
-        chunk = max(1, min(self.chunk_size, 64))
+        # a chunk's Jacobians (m, c, P) in the model's dtype plus their float64 copies: about 12·m·c·P bytes;
+        # keep that near 256 MiB whatever the model's size (the result does not depend on the chunk)
+        n_params = sum(p.numel() for p in self.params.values())
+        chunk = max(1, min(self.chunk_size, 64, 2**28 // max(1, 12 * self.c * n_params)))
         for start in range(0, self.n, chunk):
             xc = self.x[start : start + chunk]
             try:
@@ -221,11 +224,12 @@ class TangentKernelOperator:
                     jac = vmap(jacrev(single), in_dims=(None, 0))(primals, xc)  # {k: (m, c, *shape)}
             except (NotImplementedError, RuntimeError):
                 jac = self._jacobian_loop(xc)
-            for k, j in jac.items():
-                j = j.double()
+            for k in list(jac):
+                j = jac.pop(k).double()  # one parameter's float64 copy at a time
                 squares[k] += float((j**2).sum())
                 if self.center:
                     sums[k] += j.sum(dim=0)
+                del j
         traces: dict[str, float] = {}
         for k in self.params:
             value = squares[k] - (float((sums[k] ** 2).sum()) / self.n if self.center else 0.0)
