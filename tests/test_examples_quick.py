@@ -22,6 +22,7 @@ FIGURES = {
     "custom_probe.py": ["custom_probe.png"],
     "disk_tangent_kernel.py": ["tangent_kernel_disk_eigenfunctions.png", "tangent_kernel_disk_ratio.png"],
     "information_plane.py": ["information_plane.png"],
+    "label_noise_sweep.py": ["label_noise_sweep.png"],
     "manifold_kernel_spectra.py": ["fourier_manifold_kernel.png"],
     "mdl_label_noise.py": ["point_jacobian_label_noise.png"],
     "mine_gaussians.py": ["mine_gaussians.png"],
