@@ -60,11 +60,14 @@ def _as_values(values, name: str, minimum: int, positive: bool) -> np.ndarray:
     fit of ``values.astype(np.float64)``.
     """
     if isinstance(values, (str, bytes)):
-        raise TypeError(f"`{name}` must be an array of real numbers, but got {type(values).__name__}.")
+        raise TypeError(
+            f"`{name}` must be an array of real numbers, but got {type(values).__name__}; "
+            "pass e.g. a numpy array of float64."
+        )
     try:
         array = np.asarray(values)
-        if np.iscomplexobj(array):
-            raise TypeError("complex")
+        if np.iscomplexobj(array) or (array.dtype == object and any(v is None for v in array.ravel())):
+            raise TypeError("complex or None")
         array = array.astype(np.float64, copy=False).ravel()
     except (TypeError, ValueError) as err:
         raise TypeError(
@@ -170,8 +173,11 @@ def lognormal(values) -> LognormalFit:
     x = _as_values(values, "values", MIN_VALUES_LOGNORMAL, positive=True)
     logs = np.log(x)
     mu = float(logs.mean())
-    sigma = float(np.sqrt(np.mean((logs - mu) ** 2)))
+    # all-equal values: sigma is exactly 0 (the mean of equal logs can round off by an ulp, which would
+    # otherwise give sigma ≈ 1e-16 and a meaningless R² and likelihood)
+    sigma = 0.0 if np.all(logs == logs[0]) else float(np.sqrt(np.mean((logs - mu) ** 2)))
     if sigma == 0.0:
+        mu = float(logs[0])
         return LognormalFit(mu=mu, sigma=0.0, r2=math.nan, n=x.size, log_likelihood=math.inf)
     (_, _), (_, _, r) = stats.probplot(logs, dist="norm", fit=True)
     log_likelihood = float(stats.lognorm.logpdf(x, sigma, loc=0, scale=math.exp(mu)).sum())
@@ -460,6 +466,7 @@ def power_law(
             raise ValueError(f"`xmin`={xmin!r} leaves {n - start} values in the tail; at least 2 are needed.")
         candidates = np.array([start])
         candidate_logs = np.array([math.log(xmin_value)])
+        has_spread = np.array([x[-1] > xmin_value])
     else:
         first_index = np.unique(x, return_index=True)[1]
         first_index = first_index[first_index <= n - min_tail]
@@ -469,9 +476,12 @@ def power_law(
             first_index = first_index[np.unique(np.linspace(0, first_index.size - 1, max_candidates).astype(int))]
         candidates = first_index
         candidate_logs = logs[candidates]
+        has_spread = x[-1] > x[candidates]
     m_all = (n - candidates).astype(np.float64)
     spreads = suffix[candidates] - m_all * candidate_logs  # Σ log(x_i / x_min) over each tail
-    valid = spreads > 0  # a tail whose values all equal x_min has no exponent
+    # a tail whose values all equal x_min has no exponent (decided on the values: the difference of the
+    # suffix sums can round to a tiny positive number there)
+    valid = has_spread & (spreads > 0)
     best = (math.inf, -1, 0.0, 0.0)
     if valid.any():
         candidates, candidate_logs = candidates[valid], candidate_logs[valid]
@@ -506,7 +516,12 @@ def power_law(
         )
     m = n - index
     tail = logs[index:]
-    log_likelihood = float(m * math.log(alpha - 1.0) - m * log_xmin - alpha * (tail.sum() - m * log_xmin))
+    # the chosen exponent once more from a direct sum (the suffix sums of the search lose digits to
+    # cancellation when log x is large and the tail narrow), and its KS distance with it
+    spread = float(np.sum(tail - log_xmin))
+    alpha = 1.0 + m / spread
+    ks = _ks_distance(logs, np.arange(m, dtype=np.float64), np.empty(m), index, log_xmin, alpha, 1)
+    log_likelihood = float(m * math.log(alpha - 1.0) - m * log_xmin - alpha * spread)
     return PowerLawFit(
         alpha=alpha,
         alpha_stderr=(alpha - 1.0) / math.sqrt(m),
