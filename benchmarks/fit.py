@@ -7,7 +7,7 @@ x_min over every distinct value (CSN 2009) and compare the lognormal with the po
 (powerlaw 2.0 bounds alpha to [0, 3] unless told otherwise) against
 ``jacspec.fit.compare_lognormal_power_law(values, power_law_fit=jacspec.fit.power_law(values,
 max_candidates=None))``. jacspec's default search (400 candidates) is timed as well. At 10⁵ values the
-powerlaw package's O(n²) search would take about 20 minutes, so it is run there with x_min fixed to
+powerlaw package's O(n²) search would take 15-30 minutes, so it is run there with x_min fixed to
 jacspec's (``powerlaw.Fit(values, xmin=...)``).
 
 Agreement: x_min, alpha, the KS distance (each library's own definition: powerlaw takes
