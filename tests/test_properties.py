@@ -111,6 +111,38 @@ def test_likelihood_ratio_permutation_and_scale_invariance(kind, n, seed, perm_s
     assert c.lognormal_mu == pytest.approx(a.lognormal_mu + math.log(scale), rel=1e-6, abs=1e-6)
 
 
+@PROPERTY
+@given(
+    mu=st.floats(-3.0, 3.0),
+    sigma=st.floats(0.2, 2.0),
+    quantile=st.floats(0.0, 0.95),
+    n=st.integers(200, 2000),
+    seed=seeds,
+)
+def test_truncated_lognormal_fit_is_the_likelihood_maximum(mu, sigma, quantile, n, seed):
+    # the truncated normal in log x is an exponential family: at an interior maximum the model's mean and
+    # variance of log x equal the tail's (Del Castillo 1994; reference: scipy.stats.truncnorm.stats); on the
+    # bound sigma = SIGMA_MAX_FACTOR · sd, moving mu either way lowers the likelihood (scipy.stats.norm)
+    values = np.exp(np.random.default_rng(seed).normal(mu, sigma, n))
+    xmin = float(np.quantile(values, quantile))
+    test = fit.compare_lognormal_power_law(values, xmin=xmin)
+    logs = np.log(values[values >= xmin])
+    m, s = test.lognormal_mu, test.lognormal_sigma
+    if not test.lognormal_at_bound:
+        a = (math.log(xmin) - m) / s
+        mean, var = stats.truncnorm.stats(a, np.inf, loc=m, scale=s, moments="mv")
+        assert float(mean) == pytest.approx(logs.mean(), rel=1e-8, abs=1e-8)
+        assert float(var) == pytest.approx(logs.var(), rel=1e-7)
+    else:
+        assert s == pytest.approx(fit.SIGMA_MAX_FACTOR * logs.std(), rel=1e-12)
+
+        def log_likelihood(mu_):
+            return float((stats.norm.logpdf(logs, mu_, s) - stats.norm.logsf(math.log(xmin), mu_, s)).sum())
+
+        step = 1e-4 * abs(m) + 1e-6
+        assert log_likelihood(m) >= max(log_likelihood(m - step), log_likelihood(m + step)) - 1e-7
+
+
 # --------------------------------------------------------------------------------------------------
 # effective rank and trace ratios (Baratin 2021, eqs. 5 and 6)
 # --------------------------------------------------------------------------------------------------

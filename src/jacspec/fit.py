@@ -440,7 +440,7 @@ def power_law(
     >>> u = np.random.default_rng(0).random(20_000)
     >>> values = (1 - u) ** (-1 / 1.5)   # alpha = 2.5, x_min = 1
     >>> fit = power_law(values)
-    >>> bool(abs(fit.alpha - 2.5) < 0.1), fit.xmin in values, fit.n_tail == (values >= fit.xmin).sum()
+    >>> bool(abs(fit.alpha - 2.5) < 0.1), fit.xmin in values, bool(fit.n_tail == (values >= fit.xmin).sum())
     (True, True, True)
     """
     x = np.sort(_as_values(values, "values", MIN_VALUES_POWER_LAW, positive=True))
@@ -738,7 +738,7 @@ def compare_lognormal_power_law(
     >>> import numpy as np
     >>> values = np.exp(np.random.default_rng(0).normal(0.0, 0.7, 5000))
     >>> test = compare_lognormal_power_law(values, xmin=float(np.quantile(values, 0.3)))
-    >>> test.favoured, test.n_tail == (values >= test.power_law.xmin).sum()
+    >>> test.favoured, bool(test.n_tail == (values >= test.power_law.xmin).sum())
     ('lognormal', True)
     """
     x = _as_values(values, "values", MIN_VALUES_POWER_LAW, positive=True)
