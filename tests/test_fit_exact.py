@@ -299,3 +299,21 @@ def test_some_power_law_seed_is_on_the_bound():
         for seed in range(4)
     ]
     assert any(on_bound)
+
+
+@pytest.mark.parametrize("kind", ["power_law", "lognormal"])
+def test_comparison_on_1e5_values_matches_the_slow_recomputation(kind):
+    # 10^5 values with the searched x_min (issue 14: fast on 10^5 values): the tail is exactly values >= xmin
+    # and R, p are the ones recomputed from scipy's distributions on that tail at the fitted parameters
+    rng = np.random.default_rng(12)
+    values = (1.0 - rng.random(100_000)) ** (-1.0 / 1.5) if kind == "power_law" else np.exp(rng.normal(0, 1, 100_000))
+    test = fit.compare_lognormal_power_law(values)
+    pl = test.power_law
+    tail = values[values >= pl.xmin]
+    assert pl.xmin in values and test.n_tail == pl.n_tail == tail.size
+    diff = _slow_truncated_lognormal_logpdf(test.lognormal_mu, test.lognormal_sigma, tail, pl.xmin) - stats.pareto(
+        pl.alpha - 1.0, 0, pl.xmin
+    ).logpdf(tail)
+    assert test.log_likelihood_ratio == pytest.approx(diff.sum(), rel=1e-6, abs=1e-6)
+    z = diff.sum() / (math.sqrt(tail.size) * diff.std())
+    assert test.p_value == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-5, abs=1e-9)

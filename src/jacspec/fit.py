@@ -651,7 +651,8 @@ def _truncated_lognormal_mle(logs: np.ndarray, log_xmin: float) -> tuple[float, 
         raise ValueError("The tail's values are all equal; a truncated lognormal cannot be fitted.")
     a0 = (mean - log_xmin) / sd
     sigma_max = SIGMA_MAX_FACTOR  # in units of sd
-    tolerances = {"xtol": 1e-300, "rtol": 4 * np.finfo(np.float64).eps, "maxiter": 500}
+    # t is of order 1 (or large and negative near the power-law limit, where rtol takes over)
+    tolerances = {"xtol": 1e-15, "rtol": 4 * np.finfo(np.float64).eps, "maxiter": 500}
 
     def ratio_gap(t: float) -> float:
         r, v = _truncated_normal_moments(t)
