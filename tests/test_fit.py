@@ -150,7 +150,7 @@ def test_split_to_dataset_and_attach_round_trip(tmp_path):
         (fit.lognormal, [1.0, 2.0], "at least 3 values"),
         (fit.lognormal, [1.0, 0.0, 2.0], "strictly positive"),
         (fit.lognormal, [1.0, -1.0, 2.0], "strictly positive"),
-        (fit.lognormal, [1.0, np.nan, 2.0], "NaN or inf"),
+        (fit.lognormal, [1.0, np.nan, 2.0], "1 of 3 values are non-finite"),
         (fit.split_modes, np.ones(49), "at least 50 values"),
         (fit.power_law, np.ones(49), "at least 50 values"),
         (fit.power_law, np.r_[np.ones(60), -1.0], "strictly positive"),

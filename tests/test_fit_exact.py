@@ -161,3 +161,146 @@ def test_truncated_lognormal_at_least_as_good_as_reference_on_power_law_data(see
 def test_power_law_all_equal_values_is_refused():
     with pytest.raises(ValueError, match="values"):
         fit.power_law(np.full(100, 3.0))
+
+
+def _exhaustive_power_law(values, candidates, min_tail=fit.MIN_VALUES_POWER_LAW):
+    """The obvious CSN search: for every candidate x_min the closed-form alpha (eq. 3.1) and the KS distance
+    from scipy.stats.kstest against scipy.stats.pareto; the first candidate of smallest D wins."""
+    best = None
+    for xmin in candidates:
+        tail = values[values >= xmin]
+        if tail.size < min_tail or np.all(tail == xmin):
+            continue
+        alpha = 1.0 + tail.size / np.log(tail / xmin).sum()
+        d = stats.kstest(tail, stats.pareto(alpha - 1.0, 0, xmin).cdf).statistic
+        if best is None or d < best[0]:
+            best = (d, xmin, alpha)
+    return best
+
+
+@pytest.mark.parametrize(
+    "kind, seed",
+    [("power_law", 0), ("lognormal", 1), ("rounded", 2), ("body_and_tail", 3)],
+)
+def test_pruned_search_equals_exhaustive_search_over_every_value(kind, seed):
+    # max_candidates=None: every distinct value is a candidate, as in CSN 2009 and the powerlaw package
+    rng = np.random.default_rng(seed)
+    if kind == "power_law":
+        values = (1.0 - rng.random(600)) ** (-1.0 / 1.5)
+    elif kind == "lognormal":
+        values = np.exp(rng.normal(0.0, 1.0, 600))
+    elif kind == "rounded":  # many ties
+        values = np.round(np.exp(rng.normal(0.0, 1.0, 600)), 1) + 0.1
+    else:
+        values = np.concatenate([rng.uniform(0.5, 5.0, 300), 5.0 * (1.0 - rng.random(300)) ** (-1.0 / 1.5)])
+    result = fit.power_law(values, max_candidates=None)
+    d, xmin, alpha = _exhaustive_power_law(values, np.unique(values))
+    assert result.xmin == xmin
+    assert result.alpha == pytest.approx(alpha, rel=1e-12)
+    assert result.ks_distance == pytest.approx(d, abs=1e-12)
+
+
+def test_pruned_search_equals_exhaustive_search_on_its_candidates():
+    # 10 000 values, the default 400 candidates (evenly spaced in rank among the distinct values): the
+    # bound-and-prune search returns the exhaustive minimiser over the same candidates
+    values = np.exp(np.random.default_rng(4).normal(0.0, 1.2, 10_000))
+    result = fit.power_law(values)
+    distinct = np.unique(values)
+    usable = distinct[: distinct.size - fit.MIN_VALUES_POWER_LAW + 1]
+    candidates = usable[np.unique(np.linspace(0, usable.size - 1, 400).astype(int))]
+    d, xmin, alpha = _exhaustive_power_law(values, candidates)
+    assert result.xmin == xmin
+    assert result.alpha == pytest.approx(alpha, rel=1e-12)
+    assert result.ks_distance == pytest.approx(d, abs=1e-12)
+
+
+@pytest.mark.parametrize("t", [3.0, 0.5, 0.0, -1.0, -2.999, -3.0, -3.001, -5.0, -30.0, -1e3, -1e5])
+def test_truncated_normal_moments_match_mpmath(t):
+    # reference: 50-digit mpmath; λ = φ(t)/Φ(t), mean above the truncation point r = λ + t, variance 1 − λ r
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(60):
+        tt = mpmath.mpf(t)
+        lam = mpmath.npdf(tt) / mpmath.ncdf(tt)
+        r, v = lam + tt, 1 - lam * (lam + tt)
+        r, v = float(r), float(v)
+    ours_r, ours_v = fit._truncated_normal_moments(t)
+    assert ours_r == pytest.approx(r, rel=1e-13)
+    assert ours_v == pytest.approx(v, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "mu, sigma, quantile, seed",
+    [(0.0, 1.0, 0.5, 0), (2.0, 0.5, 0.8, 1), (-1.0, 1.5, 0.3, 2), (0.5, 0.8, 0.9, 3), (0.0, 1.0, 0.0, 4)],
+)
+def test_truncated_lognormal_matches_the_tail_moments(mu, sigma, quantile, seed):
+    # the truncated normal is an exponential family in (log x, log² x): the MLE is where the model's mean and
+    # variance of log x equal the sample's (Del Castillo 1994). Reference: scipy.stats.truncnorm's moments
+    values = np.exp(np.random.default_rng(seed).normal(mu, sigma, 5000))
+    xmin = float(np.quantile(values, quantile))
+    test = fit.compare_lognormal_power_law(values, xmin=xmin)
+    logs = np.log(values[values >= xmin])
+    a = (math.log(xmin) - test.lognormal_mu) / test.lognormal_sigma
+    mean, var = stats.truncnorm.stats(a, np.inf, loc=test.lognormal_mu, scale=test.lognormal_sigma, moments="mv")
+    assert not test.lognormal_at_bound
+    assert float(mean) == pytest.approx(logs.mean(), rel=1e-9, abs=1e-9)
+    assert float(var) == pytest.approx(logs.var(), rel=1e-8)
+
+
+def test_truncated_lognormal_reaches_the_optimum_on_1e5_values():
+    # a 10^5-value lognormal sample cut at its 70% quantile: the fit is no worse than Nelder–Mead and Powell
+    # (two starts each) on the slow likelihood, and at the same place
+    values = np.exp(np.random.default_rng(11).normal(0.3, 0.9, 100_000))
+    xmin = float(np.quantile(values, 0.7))
+    test = fit.compare_lognormal_power_law(values, xmin=xmin)
+    tail = values[values >= xmin]
+    logs = np.log(tail)
+    ours = _slow_truncated_lognormal_nll((test.lognormal_mu, math.log(test.lognormal_sigma)), tail, xmin)
+    starts = [(logs.mean(), math.log(logs.std())), (0.0, 0.0)]
+    reference = _reference_optimum(tail, xmin, starts=starts, maxiter=4000)
+    assert ours <= reference.fun + 1e-6
+    assert test.lognormal_mu == pytest.approx(reference.x[0], abs=1e-3)
+    assert test.lognormal_sigma == pytest.approx(math.exp(reference.x[1]), rel=1e-3)
+    assert test.n_tail == tail.size
+
+
+@pytest.mark.parametrize("seed", [101, 105, 106])
+def test_truncated_lognormal_on_the_bound_is_the_best_point_of_the_bound(seed):
+    # a power-law tail: (mean log x − log x_min)/sd ≈ 1, and for these seeds there is no interior maximum
+    # (the seeds were chosen so; about half of all seeds are such). The fit stops on sigma =
+    # SIGMA_MAX_FACTOR · sd, and its mu maximises the likelihood along that line (reference:
+    # scipy.optimize.minimize_scalar on the slow likelihood)
+    values = (1.0 - np.random.default_rng(seed).random(3000)) ** (-1.0 / 1.5)
+    test = fit.compare_lognormal_power_law(values, xmin=1.0)
+    tail = values[values >= 1.0]
+    logs = np.log(tail)
+    assert test.lognormal_at_bound
+    sigma = test.lognormal_sigma
+    assert sigma == pytest.approx(fit.SIGMA_MAX_FACTOR * logs.std(), rel=1e-12)
+    # on the bound the optimum lies far out (mu ≈ −sigma²·(alpha − 1)): search a window around ours
+    centre = test.lognormal_mu
+    res = optimize.minimize_scalar(
+        lambda m: -float(_slow_truncated_lognormal_logpdf(m, sigma, tail, 1.0).sum()),
+        bounds=(centre - 0.1 * abs(centre), centre + 0.1 * abs(centre)),
+        method="bounded",
+        options={"xatol": 1e-6 * abs(centre)},
+    )
+    ours = -float(_slow_truncated_lognormal_logpdf(centre, sigma, tail, 1.0).sum())
+    assert ours <= res.fun + 1e-6
+
+
+@pytest.mark.parametrize("kind", ["power_law", "lognormal"])
+def test_comparison_on_1e5_values_matches_the_slow_recomputation(kind):
+    # 10^5 values with the searched x_min (issue 14: fast on 10^5 values): the tail is exactly values >= xmin
+    # and R, p are the ones recomputed from scipy's distributions on that tail at the fitted parameters
+    rng = np.random.default_rng(12)
+    values = (1.0 - rng.random(100_000)) ** (-1.0 / 1.5) if kind == "power_law" else np.exp(rng.normal(0, 1, 100_000))
+    test = fit.compare_lognormal_power_law(values)
+    pl = test.power_law
+    tail = values[values >= pl.xmin]
+    assert pl.xmin in values and test.n_tail == pl.n_tail == tail.size
+    diff = _slow_truncated_lognormal_logpdf(test.lognormal_mu, test.lognormal_sigma, tail, pl.xmin) - stats.pareto(
+        pl.alpha - 1.0, 0, pl.xmin
+    ).logpdf(tail)
+    assert test.log_likelihood_ratio == pytest.approx(diff.sum(), rel=1e-6, abs=1e-6)
+    z = diff.sum() / (math.sqrt(tail.size) * diff.std())
+    assert test.p_value == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-5, abs=1e-9)

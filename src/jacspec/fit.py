@@ -1,7 +1,11 @@
 """Fits of spectral distributions: lognormal, mode splitting, power law (Brandão et al. 2023, 4.4, 5.2, 8.5, 8.7).
 
 Plain functions on arrays of positive values (e.g. point-Jacobian singular values), each returning a
-small frozen result object:
+small frozen result object. Every fit takes finite, strictly positive values only: NaN or ±inf in
+``values`` raise a ValueError giving their number and the fix (``values[np.isfinite(values)]``), and so do
+values ≤ 0 (``values[values > 0]``); nothing is dropped silently. Values are converted to float64 (float32
+exactly). See the "Fits" page of the documentation for the formulas and a benchmark against the
+``powerlaw`` package.
 
 * :func:`lognormal` — maximum-likelihood lognormal with location 0 (the paper's scipy fit), with the
   R² of its probability plot;
@@ -50,20 +54,44 @@ MIN_VALUES_POWER_LAW = 50
 
 
 def _as_values(values, name: str, minimum: int, positive: bool) -> np.ndarray:
+    """``values`` as a flat float64 array, checked: real, finite, at least ``minimum`` long, ``> 0`` if asked.
+
+    float32 (or integer) input is converted exactly to float64, so a fit of float32 values equals the
+    fit of ``values.astype(np.float64)``.
+    """
+    if isinstance(values, (str, bytes)):
+        raise TypeError(
+            f"`{name}` must be an array of real numbers, but got {type(values).__name__}; "
+            "pass e.g. a numpy array of float64."
+        )
     try:
-        array = np.asarray(values, dtype=np.float64).ravel()
+        array = np.asarray(values)
+        if np.iscomplexobj(array) or (array.dtype == object and any(v is None for v in array.ravel())):
+            raise TypeError("complex or None")
+        array = array.astype(np.float64, copy=False).ravel()
     except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be an array of real numbers, but got {type(values).__name__}.") from err
+        raise TypeError(
+            f"`{name}` must be an array of real numbers, but got {type(values).__name__}"
+            f"{' of dtype ' + str(np.asarray(values).dtype) if hasattr(values, 'dtype') else ''}; "
+            "pass e.g. a numpy array of float64."
+        ) from err
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int((~finite).sum())
+        n_nan = int(np.isnan(array).sum())
+        raise ValueError(
+            f"`{name}` must be finite, but {bad} of {array.size} values are non-finite ({n_nan} NaN, "
+            f"{bad - n_nan} ±inf); drop them first, e.g. values[np.isfinite(values)], or fix the computation "
+            "that produced them."
+        )
     if array.size < minimum:
         raise ValueError(f"`{name}` must hold at least {minimum} values for this fit, but got {array.size}.")
-    if not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).sum())
-        raise ValueError(f"`{name}` must be finite, but {bad} of {array.size} values are NaN or inf; drop them first.")
     if positive and (array <= 0).any():
         bad = int((array <= 0).sum())
         raise ValueError(
             f"`{name}` must be strictly positive for a lognormal or power-law fit, but {bad} of {array.size} "
-            f"values are ≤ 0 (smallest {array.min()!r}); drop zeros (e.g. values[values > 0])."
+            f"values are ≤ 0 (smallest {array.min()!r}); drop them (e.g. values[values > 0]: zero singular "
+            "values carry no scale) or pass a floor explicitly (np.maximum(values, floor))."
         )
     return array
 
@@ -117,11 +145,23 @@ def lognormal(values) -> LognormalFit:
     Parameters
     ----------
     values : array_like
-        Strictly positive, finite values; at least :data:`MIN_VALUES_LOGNORMAL`.
+        Strictly positive, finite values; at least :data:`MIN_VALUES_LOGNORMAL`. Converted to float64.
 
     Returns
     -------
     LognormalFit
+        When all values are equal: ``sigma = 0``, ``r2`` NaN (a probability plot of constant data has
+        no slope) and ``log_likelihood`` inf (a point mass).
+
+    Raises
+    ------
+    TypeError
+        When ``values`` is not an array of real numbers.
+    ValueError
+        When ``values`` holds NaN or ±inf (the message gives their number; drop them with
+        ``values[np.isfinite(values)]``: the fits never drop values silently), values ≤ 0 (drop them,
+        e.g. zero singular values, with ``values[values > 0]``), or fewer than
+        :data:`MIN_VALUES_LOGNORMAL` values.
 
     Examples
     --------
@@ -133,8 +173,11 @@ def lognormal(values) -> LognormalFit:
     x = _as_values(values, "values", MIN_VALUES_LOGNORMAL, positive=True)
     logs = np.log(x)
     mu = float(logs.mean())
-    sigma = float(np.sqrt(np.mean((logs - mu) ** 2)))
+    # all-equal values: sigma is exactly 0 (the mean of equal logs can round off by an ulp, which would
+    # otherwise give sigma ≈ 1e-16 and a meaningless R² and likelihood)
+    sigma = 0.0 if np.all(logs == logs[0]) else float(np.sqrt(np.mean((logs - mu) ** 2)))
     if sigma == 0.0:
+        mu = float(logs[0])
         return LognormalFit(mu=mu, sigma=0.0, r2=math.nan, n=x.size, log_likelihood=math.inf)
     (_, _), (_, _, r) = stats.probplot(logs, dist="norm", fit=True)
     log_likelihood = float(stats.lognorm.logpdf(x, sigma, loc=0, scale=math.exp(mu)).sum())
@@ -311,13 +354,53 @@ def _power_law_alpha(tail_logs_sum: np.ndarray, n_tail: np.ndarray, log_xmin: np
     return 1.0 + n_tail / (tail_logs_sum - n_tail * log_xmin)
 
 
-def power_law(values, xmin: float | None = None, min_tail: int = MIN_VALUES_POWER_LAW, max_candidates: int = 400):
-    """Clauset–Shalizi–Newman fit of a continuous power law to the tail of ``values``.
+_KS_SUBSAMPLE = 2048
+"""Tail points per candidate in the first, bounding pass of the ``x_min`` search (see :func:`power_law`)."""
 
-    For each candidate ``x_min`` the exponent is the maximum-likelihood estimate
-    ``alpha = 1 + n / Σ_{x_i ≥ x_min} log(x_i / x_min)`` (CSN 2009, eq. 3.1) and the Kolmogorov–Smirnov
-    distance ``D = max_x |S(x) − P(x)|`` compares the tail's empirical CDF with the fit's
-    ``P(x) = 1 − (x/x_min)^(1−alpha)``; the ``x_min`` with the smallest ``D`` is kept (CSN 3.3).
+
+def _ks_distance(
+    logs: np.ndarray, ranks: np.ndarray, buffer: np.ndarray, index: int, log_xmin: float, alpha: float, stride: int
+) -> float:
+    """KS distance between the tail ``logs[index:]`` (sorted) and the power law, over every ``stride``-th point.
+
+    With ``S_j = (x_j/x_min)^(1−alpha)`` the model's survival function at the tail value of rank
+    ``r_j = 0 … m−1``, ``D = max_j max((r_j + 1)/m − P_j, P_j − r_j/m)
+    = max(max_j (m S_j + r_j) + 1 − m, m − min_j (m S_j + r_j)) / m``, one fused pass (ties are handled:
+    the largest rank of a tied group gives the upper step, the smallest the lower). With ``stride > 1``
+    the maximum runs over a subset of the terms, a lower bound on ``D``.
+    """
+    m = logs.size - index
+    work = buffer[: (m + stride - 1) // stride]
+    np.multiply(logs[index::stride], 1.0 - alpha, out=work)
+    work += math.log(m) - (1.0 - alpha) * log_xmin  # log(m S_j)
+    np.exp(work, out=work)
+    work += ranks[:m:stride]
+    return max(float(work.max()) + 1.0 - m, m - float(work.min())) / m
+
+
+def power_law(
+    values,
+    xmin: float | None = None,
+    min_tail: int = MIN_VALUES_POWER_LAW,
+    max_candidates: int | None = 400,
+) -> PowerLawFit:
+    r"""Clauset–Shalizi–Newman fit of a continuous power law to the tail of ``values``.
+
+    For each candidate ``x_min`` the exponent is the maximum-likelihood estimate (CSN 2009, eq. 3.1)
+
+    .. math::
+
+        \hat\alpha = 1 + m \Big/ \sum_{x_i \ge x_\min} \log(x_i / x_\min), \qquad
+        m = \#\{x_i \ge x_\min\},
+
+    and the Kolmogorov–Smirnov distance ``D = max_x |S(x) − P(x)|`` compares the tail's empirical CDF
+    ``S`` with the fit's ``P(x) = 1 − (x/x_min)^(1−alpha)``; the ``x_min`` with the smallest ``D`` is
+    kept (CSN 2009, section 3.3), the smallest such ``x_min`` on ties.
+
+    The search is exact over its candidates but cheap: a first pass bounds every candidate's ``D`` from
+    below on about 2048 points of its tail, and the exact ``D`` (one vectorised pass over the tail) is
+    computed only for candidates whose bound is below the best ``D`` found so far, in the order of their
+    bounds. On 10⁵ values the search takes about 20 ms (see the fits page of the documentation).
 
     The returned ``xmin`` is exactly one of the (float64) values, or exactly the ``xmin`` given, never
     a value recomputed from its logarithm, so the tail is exactly ``values >= fit.xmin`` and
@@ -326,13 +409,15 @@ def power_law(values, xmin: float | None = None, min_tail: int = MIN_VALUES_POWE
     Parameters
     ----------
     values : array_like
-        Strictly positive, finite values; at least :data:`MIN_VALUES_POWER_LAW`. Converted to float64.
+        Strictly positive, finite values; at least :data:`MIN_VALUES_POWER_LAW`. Converted to float64
+        (float32 input exactly, so the fit equals the fit of ``values.astype(np.float64)``).
     xmin : float, optional
         Fix ``x_min`` instead of searching for it; the tail is ``values >= xmin`` (compared in float64).
     min_tail : int
         Fewest values the tail may hold (candidates leaving fewer are skipped).
-    max_candidates : int
-        At most this many candidate ``x_min`` (distinct values, evenly spaced in rank) are tried.
+    max_candidates : int or None
+        At most this many candidate ``x_min`` (distinct values, evenly spaced in rank) are tried; None
+        tries every distinct value, as CSN 2009 and the ``powerlaw`` package do.
 
     Returns
     -------
@@ -340,9 +425,14 @@ def power_law(values, xmin: float | None = None, min_tail: int = MIN_VALUES_POWE
 
     Raises
     ------
+    TypeError
+        When ``values`` is not an array of real numbers.
     ValueError
-        When no candidate tail holds two distinct values (e.g. all values equal): the exponent is
-        undefined.
+        When ``values`` holds NaN or ±inf (the message gives their number; drop them with
+        ``values[np.isfinite(values)]``: they are never dropped silently), values ≤ 0 (drop zeros, e.g.
+        zero singular values, with ``values[values > 0]``), fewer than :data:`MIN_VALUES_POWER_LAW`
+        values, or when no candidate tail holds two distinct values (e.g. all values equal): the
+        exponent is then undefined.
 
     Examples
     --------
@@ -357,8 +447,12 @@ def power_law(values, xmin: float | None = None, min_tail: int = MIN_VALUES_POWE
     n = x.size
     if not isinstance(min_tail, int) or isinstance(min_tail, bool) or min_tail < 2:
         raise ValueError(f"`min_tail` must be an integer ≥ 2, but got {min_tail!r}.")
-    if not isinstance(max_candidates, int) or isinstance(max_candidates, bool) or max_candidates < 1:
-        raise ValueError(f"`max_candidates` must be a positive integer, but got {max_candidates!r}.")
+    if max_candidates is not None and (
+        not isinstance(max_candidates, int) or isinstance(max_candidates, bool) or max_candidates < 1
+    ):
+        raise ValueError(
+            f"`max_candidates` must be a positive integer or None (every distinct value), but got {max_candidates!r}."
+        )
     logs = np.log(x)
     suffix = np.concatenate([np.cumsum(logs[::-1])[::-1], [0.0]])  # suffix[i] = Σ_{j ≥ i} log x_j
     if xmin is not None:
@@ -372,28 +466,48 @@ def power_law(values, xmin: float | None = None, min_tail: int = MIN_VALUES_POWE
             raise ValueError(f"`xmin`={xmin!r} leaves {n - start} values in the tail; at least 2 are needed.")
         candidates = np.array([start])
         candidate_logs = np.array([math.log(xmin_value)])
+        has_spread = np.array([x[-1] > xmin_value])
     else:
         first_index = np.unique(x, return_index=True)[1]
         first_index = first_index[first_index <= n - min_tail]
         if first_index.size == 0:
             raise ValueError(f"`values` has no candidate x_min leaving at least min_tail={min_tail} values.")
-        if first_index.size > max_candidates:
+        if max_candidates is not None and first_index.size > max_candidates:
             first_index = first_index[np.unique(np.linspace(0, first_index.size - 1, max_candidates).astype(int))]
         candidates = first_index
         candidate_logs = logs[candidates]
+        has_spread = x[-1] > x[candidates]
+    m_all = (n - candidates).astype(np.float64)
+    spreads = suffix[candidates] - m_all * candidate_logs  # Σ log(x_i / x_min) over each tail
+    # a tail whose values all equal x_min has no exponent (decided on the values: the difference of the
+    # suffix sums can round to a tiny positive number there)
+    valid = has_spread & (spreads > 0)
     best = (math.inf, -1, 0.0, 0.0)
-    for index, log_xmin in zip(candidates, candidate_logs):
-        m = n - index
-        spread = suffix[index] - m * log_xmin  # Σ log(x_i / x_min) over the tail
-        if not spread > 0:  # every tail value equals x_min: no exponent
-            continue
-        alpha = 1.0 + m / float(spread)
-        tail = logs[index:]
-        model_cdf = -np.expm1((1.0 - alpha) * (tail - log_xmin))
-        ranks = np.arange(m)
-        ks = float(max(np.max(np.abs((ranks + 1) / m - model_cdf)), np.max(np.abs(ranks / m - model_cdf))))
-        if ks < best[0]:
-            best = (ks, int(index), float(log_xmin), alpha)
+    if valid.any():
+        candidates, candidate_logs = candidates[valid], candidate_logs[valid]
+        alphas = 1.0 + m_all[valid] / spreads[valid]
+        ranks = np.arange(n, dtype=np.float64)
+        buffer = np.empty(n, dtype=np.float64)
+        # a lower bound on every candidate's D from about _KS_SUBSAMPLE of its tail points (the max over
+        # a subset of the terms), then the exact D in the order of those bounds, stopping at the first bound
+        # above the best exact D: the same minimiser as the exhaustive search at a fraction of its cost
+        strides = np.maximum(1, (n - candidates) // _KS_SUBSAMPLE)
+        bounds = np.array(
+            [
+                _ks_distance(logs, ranks, buffer, int(i), float(lx), float(al), int(st))
+                for i, lx, al, st in zip(candidates, candidate_logs, alphas, strides)
+            ]
+        )
+        for j in np.lexsort((candidates, bounds)):
+            if bounds[j] > best[0]:
+                break
+            index = int(candidates[j])
+            if strides[j] == 1:
+                ks = float(bounds[j])
+            else:
+                ks = _ks_distance(logs, ranks, buffer, index, float(candidate_logs[j]), float(alphas[j]), 1)
+            if (ks, index) < best[:2]:
+                best = (ks, index, float(candidate_logs[j]), float(alphas[j]))
     ks, index, log_xmin, alpha = best
     if index < 0:
         raise ValueError(
@@ -402,7 +516,12 @@ def power_law(values, xmin: float | None = None, min_tail: int = MIN_VALUES_POWE
         )
     m = n - index
     tail = logs[index:]
-    log_likelihood = float(m * math.log(alpha - 1.0) - m * log_xmin - alpha * (tail.sum() - m * log_xmin))
+    # the chosen exponent once more from a direct sum (the suffix sums of the search lose digits to
+    # cancellation when log x is large and the tail narrow), and its KS distance with it
+    spread = float(np.sum(tail - log_xmin))
+    alpha = 1.0 + m / spread
+    ks = _ks_distance(logs, np.arange(m, dtype=np.float64), np.empty(m), index, log_xmin, alpha, 1)
+    log_likelihood = float(m * math.log(alpha - 1.0) - m * log_xmin - alpha * spread)
     return PowerLawFit(
         alpha=alpha,
         alpha_stderr=(alpha - 1.0) / math.sqrt(m),
@@ -459,7 +578,10 @@ On a tail that looks like a power law the lognormal likelihood keeps rising as `
 power law is a limit of truncated lognormals, CSN 2009, 5.1); beyond this bound the two differ by
 less than about ``1e-6`` nat per value, close to float64 rounding of the pointwise differences."""
 SIGMA_MIN_FACTOR = 1e-3
-"""Lower bound on the truncated lognormal's ``sigma``, in units of the standard deviation of ``log tail``."""
+"""Lower bound on the truncated lognormal's ``sigma``, in units of the standard deviation of ``log tail``.
+
+It never binds: truncation only lowers the variance, so the maximum-likelihood ``sigma`` is at least
+``std(log tail)``."""
 
 
 def _log_ndtr_plus_half_square(t: np.ndarray) -> np.ndarray:
@@ -472,66 +594,85 @@ def _log_ndtr_plus_half_square(t: np.ndarray) -> np.ndarray:
     return out
 
 
-def _mills_residual(t: np.ndarray) -> np.ndarray:
-    """``φ(t)/Φ(t) + t`` (the inverse Mills ratio of ``−t`` plus ``t``), stable for all ``t``."""
-    t = np.asarray(t, dtype=np.float64)
-    negative = t < 0
-    out = np.empty_like(t)
-    out[negative] = math.sqrt(2.0 / math.pi) / special.erfcx(-t[negative] / math.sqrt(2.0)) + t[negative]
-    tp = t[~negative]
-    out[~negative] = np.exp(-0.5 * tp**2 - 0.5 * math.log(2 * math.pi) - special.log_ndtr(tp)) + tp
-    return out
+_CF_FROM = 3.0
+"""Below ``t = −_CF_FROM`` the truncated-normal moments come from the Laplace continued fraction."""
+_CF_TERMS = 100
+"""Depth of the backward continued-fraction evaluation (converged to float64 for ``x ≥ 3``)."""
+
+
+def _truncated_normal_moments(t: float) -> tuple[float, float]:
+    """``(r, v)``: mean above and variance of a standard normal truncated to ``z ≥ −t``.
+
+    With ``λ = φ(t)/Φ(t)``, the standard normal truncated below at ``−t`` has mean ``λ`` (so its mean
+    lies ``r = λ + t`` above the truncation point) and variance ``v = 1 − λ r``. For ``t ≥ −3`` these
+    are computed directly (``λ`` from ``erfcx``, no overflow). For ``t = −x < −3`` both ``λ ≈ x`` and
+    ``λ r ≈ 1`` cancel catastrophically, so they come from Laplace's continued fraction for the Mills
+    ratio ``(1 − Φ(x))/φ(x) = 1/(x + c)``, ``c = 1/(x + d)``, ``d = 2/(x + 3/(x + …))``: then
+    ``r = c`` and ``v = c² (d (x + d) − 1)`` exactly, with no cancellation (float64 accuracy, checked
+    against mpmath to 1e-15 relative down to ``t = −1e3``).
+    """
+    if t >= -_CF_FROM:
+        if t < 0:
+            lam = math.sqrt(2.0 / math.pi) / float(special.erfcx(-t / math.sqrt(2.0)))
+        else:
+            lam = math.exp(-0.5 * t * t - 0.5 * math.log(2.0 * math.pi) - float(special.log_ndtr(t)))
+        r = lam + t
+        return r, 1.0 - lam * r
+    x = -t
+    d = 0.0
+    for k in range(_CF_TERMS, 1, -1):
+        d = k / (x + d)
+    c = 1.0 / (x + d)
+    return c, c * c * (d * (x + d) - 1.0)
 
 
 def _truncated_lognormal_mle(logs: np.ndarray, log_xmin: float) -> tuple[float, float, bool]:
     """Maximum-likelihood ``(mu, sigma)`` of a lognormal truncated to ``x ≥ x_min``, from ``log x``.
 
-    The likelihood depends on the tail only through ``mean`` and ``var`` of ``log x``. In standardised
-    coordinates ``u = (mu − mean)/sd``, ``s = log(sigma/sd)``, ``a0 = (mean − log x_min)/sd`` and
-    ``t = (u + a0) e^{−s}`` (so ``Φ(t)`` is the lognormal's mass above ``x_min``), the negative
-    log-likelihood per value is, up to a constant,
-    ``f(u, s) = s + ½ e^{−2s} (1 − 2 u a0 − a0²) + [log Φ(t) + t²/2]``, where the two large terms
-    ``½ u² e^{−2s}`` and ``−t²/2`` have been cancelled exactly. ``f`` and its analytic gradient are
-    minimised by L-BFGS-B from several starts (the untruncated MLE, wider and shifted lognormals, and
-    one near the power-law limit), the best kept.
+    In ``log x`` the model is a normal truncated below at ``log x_min``, an exponential family in
+    ``(log x, log² x)``: its log-likelihood is concave in the natural parameters, and its maximum (when
+    it exists) is the unique point where the model's mean and variance equal the sample's
+    ``mean, sd²`` of ``log x`` (Del Castillo 1994). With ``a0 = (mean − log x_min)/sd`` and the
+    standardised truncation ``t = (mu − log x_min)/sigma``, moment matching reads
+    ``r(t)/sqrt(v(t)) = a0`` (:func:`_truncated_normal_moments`), an increasing function of ``t`` from
+    1 (``t → −∞``: the exponential in ``log x``, i.e. the power law) to ∞, solved by Brent's method;
+    then ``sigma = sd · a0 / r(t)`` and ``mu = log x_min + t · sigma``. When ``a0 ≤ 1`` there is no
+    maximum (the likelihood rises towards the power law as ``sigma → ∞``), and when the solution has
+    ``sigma > SIGMA_MAX_FACTOR · sd``, the maximum under that bound lies on it: ``sigma`` is fixed at
+    the bound and ``mu`` solves the remaining (concave, one-dimensional) condition ``r(t) = a0 · sd /
+    sigma``. The lower bound never binds (truncation only lowers the variance, so ``sigma ≥ sd``).
+
+    Del Castillo, J. "The singly truncated normal distribution: a non-steep exponential family",
+    Annals of the Institute of Statistical Mathematics 46, 57–66 (1994).
     """
     mean = float(logs.mean())
     sd = float(logs.std())
     if not sd > 0:
         raise ValueError("The tail's values are all equal; a truncated lognormal cannot be fitted.")
     a0 = (mean - log_xmin) / sd
+    sigma_max = SIGMA_MAX_FACTOR  # in units of sd
+    # t is of order 1 (or large and negative near the power-law limit, where rtol takes over)
+    tolerances = {"xtol": 1e-15, "rtol": 4 * np.finfo(np.float64).eps, "maxiter": 500}
 
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        u, s = float(theta[0]), float(theta[1])
-        e2 = math.exp(-2.0 * s)
-        t = np.array([(u + a0) * math.exp(-s)])
-        g = float(_log_ndtr_plus_half_square(t)[0])
-        r = float(_mills_residual(t)[0])
-        value = s + 0.5 * e2 * (1.0 - 2.0 * u * a0 - a0 * a0) + g
-        # df/du = u e^{-2s} + h e^{-s}, df/ds = 1 - (1+u²) e^{-2s} - h t with h = r - t, simplified
-        grad_u = -a0 * e2 + r * math.exp(-s)
-        grad_s = 1.0 + e2 * (2.0 * u * a0 + a0 * a0 - 1.0) - r * float(t[0])
-        return value, np.array([grad_u, grad_s])
+    def ratio_gap(t: float) -> float:
+        r, v = _truncated_normal_moments(t)
+        return r / math.sqrt(v) - a0
 
-    s_lo, s_hi = math.log(SIGMA_MIN_FACTOR), math.log(SIGMA_MAX_FACTOR)
-    bounds = [(-1e12, 1e3), (s_lo, s_hi)]
-    s_valley = s_hi - 1.0
-    starts = [(0.0, 0.0), (-1.0, 0.5), (-3.0, 1.0), (0.5, -0.5), (-math.exp(2 * s_valley) / max(a0, 1e-3), s_valley)]
-    best = None
-    for start in starts:
-        result = optimize.minimize(
-            objective,
-            np.array(start, dtype=np.float64),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 2000},
+    at_bound = True
+    if a0 > 1.0 and ratio_gap(-sigma_max) < 0.0:
+        # r/sqrt(v) > t for t > 0, so t = a0 brackets the root from above; σ' = a0/r ≥ x for t = −x
+        t = optimize.brentq(ratio_gap, -sigma_max, max(a0, 1.0), **tolerances)
+        scale = a0 / _truncated_normal_moments(t)[0]
+        at_bound = scale > sigma_max
+    if at_bound:
+        scale = sigma_max
+        target = a0 / scale
+        # r is increasing (dr/dt = v > 0), r(t) > max(t, 0) and r(−x) < 1/x: the bracket holds the root
+        t = optimize.brentq(
+            lambda t_: _truncated_normal_moments(t_)[0] - target, -(2.0 / target + 10.0), target + 1.0, **tolerances
         )
-        if best is None or result.fun < best.fun:
-            best = result
-    u, s = float(best.x[0]), float(best.x[1])
-    at_bound = s >= s_hi - 1e-6
-    return mean + u * sd, sd * math.exp(s), at_bound
+    sigma = sd * scale
+    return log_xmin + t * sigma, sigma, at_bound
 
 
 def _truncated_lognormal_logpdf(logs: np.ndarray, log_xmin: float, mu: float, sigma: float) -> np.ndarray:
@@ -549,21 +690,38 @@ def compare_lognormal_power_law(
     significance: float = 0.1,
     power_law_fit: PowerLawFit | None = None,
 ) -> LikelihoodRatioTest:
-    """Log-likelihood ratio test, lognormal versus power law, on the power-law tail (CSN 2009, 5.1).
+    r"""Log-likelihood ratio test, lognormal versus power law, on the power-law tail (CSN 2009, 5.1).
 
     Both distributions are normalised on the tail ``values >= x_min`` (exactly; ``x_min`` is a value of
     the data or the one given): the power law of :func:`power_law`, and a lognormal truncated to
-    ``x ≥ x_min`` whose ``mu, sigma`` maximise the tail likelihood
-    ``Σ log[lognorm.pdf(x) / lognorm.sf(x_min)]``. That likelihood depends on the tail only through the
-    mean and variance of ``log x``, so the optimisation (L-BFGS-B with the analytic gradient, several
-    starts) costs nothing per value, and the whole test is one vectorised pass over the tail.
-    ``sigma`` is kept within ``[SIGMA_MIN_FACTOR, SIGMA_MAX_FACTOR] · std(log tail)`` (see
-    :data:`SIGMA_MAX_FACTOR`; ``lognormal_at_bound`` reports when the upper bound is reached).
+    ``x ≥ x_min``,
+
+    .. math::
+
+        p_{LN}(x) = \frac{\varphi((\log x - \mu)/\sigma)}{\sigma x\,\Phi((\mu - \log x_\min)/\sigma)},
+
+    whose ``mu, sigma`` maximise the tail likelihood. In ``log x`` that model is a truncated normal, an
+    exponential family, so the maximum is the unique ``(mu, sigma)`` whose truncated mean and variance
+    of ``log x`` equal the tail's (Del Castillo 1994); it is found by a one-dimensional root search to
+    float64 precision, from the tail's mean and variance of ``log x`` alone, so the fit costs nothing
+    per value and the whole test is one vectorised pass over the tail (about 25 ms on 10⁵ values,
+    power-law fit included). ``sigma`` is kept at most ``SIGMA_MAX_FACTOR · std(log tail)``: when the
+    tail's ``(mean(log x) − log x_min) / std(log x) ≤ 1`` (a power law or heavier) the likelihood has no
+    maximum and rises towards the power law as ``sigma → ∞`` (CSN 2009, 5.1), and the fit stops at that
+    bound (``lognormal_at_bound``; see :data:`SIGMA_MAX_FACTOR`).
+
+    The test statistic is ``R = Σ_tail [log p_LN(x_i) − log p_PL(x_i)]`` with Vuong's normalisation
+    ``R / (sqrt(n) s)``, ``s`` the standard deviation of the pointwise differences, and the two-sided
+    p-value ``erfc(|R| / sqrt(2 n s²))`` (CSN 2009, eq. 5.3).
+
+    Del Castillo, J. "The singly truncated normal distribution: a non-steep exponential family",
+    Annals of the Institute of Statistical Mathematics 46, 57–66 (1994).
 
     Parameters
     ----------
     values : array_like
-        Strictly positive, finite values (at least :data:`MIN_VALUES_POWER_LAW`).
+        Strictly positive, finite values (at least :data:`MIN_VALUES_POWER_LAW`); NaN, ±inf and values
+        ≤ 0 raise a ValueError giving their number and the fix, as in :func:`power_law`.
     xmin : float, optional
         Fix the tail's lower bound; by default the power-law fit's KS-optimal ``x_min``.
     significance : float
