@@ -90,7 +90,7 @@ def _as_values(values, name: str, minimum: int, positive: bool) -> np.ndarray:
         bad = int((array <= 0).sum())
         raise ValueError(
             f"`{name}` must be strictly positive for a lognormal or power-law fit, but {bad} of {array.size} "
-            f"values are ≤ 0 (smallest {array.min()!r}); drop them (e.g. values[values > 0]: zero singular "
+            f"values are ≤ 0 (smallest {float(array.min())!r}); drop them (e.g. values[values > 0]: zero singular "
             "values carry no scale) or pass a floor explicitly (np.maximum(values, floor))."
         )
     return array
