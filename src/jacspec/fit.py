@@ -112,6 +112,14 @@ class LognormalFit:
         Number of values.
     log_likelihood : float
         Maximised log-likelihood ``Σ log p(x_i)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec import fit
+    >>> result = fit.lognormal(np.exp(np.random.default_rng(0).normal(1.0, 0.5, 10_000)))
+    >>> round(result.mu, 1), round(result.sigma, 1), result.n
+    (1.0, 0.5, 10000)
     """
 
     mu: float
@@ -201,6 +209,16 @@ class ModeSplit:
         A lognormal fitted to each group (None for a group with fewer than 3 values).
     bin_edges, counts : ndarray
         The histogram of ``log values`` the split was found on (edges in log scale).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec import fit
+    >>> rng = np.random.default_rng(0)
+    >>> sigma = np.exp(np.concatenate([rng.normal(-4, 0.5, 2000), rng.normal(0, 0.5, 2000)]))
+    >>> split = fit.split_modes(sigma)
+    >>> split.n_modes, [round(f.mu) for f in split.fits]
+    (2, [-4, 0])
     """
 
     threshold: float
@@ -339,6 +357,16 @@ class PowerLawFit:
         Number of values ``≥ xmin``, and in all.
     log_likelihood : float
         Log-likelihood of the tail under the fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec import fit
+    >>> u = np.random.default_rng(0).random(20_000)
+    >>> values = (1 - u) ** (-1 / 1.5)  # Pareto, alpha = 2.5, x_min = 1
+    >>> result = fit.power_law(values)
+    >>> bool(abs(result.alpha - 2.5) < 0.1), bool(result.n_tail <= result.n)
+    (True, True)
     """
 
     alpha: float
@@ -558,6 +586,15 @@ class LikelihoodRatioTest:
     lognormal_at_bound : bool
         True when the lognormal optimum lies on the documented bound ``sigma ≤ SIGMA_MAX_FACTOR ·
         std(log tail)``: the tail is then as close to a power law as a lognormal can come in float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec import fit
+    >>> values = np.exp(np.random.default_rng(0).normal(0.0, 1.0, 5000))  # lognormal data
+    >>> test = fit.compare_lognormal_power_law(values)
+    >>> test.favoured, bool(test.p_value < 0.05)
+    ('lognormal', True)
     """
 
     log_likelihood_ratio: float
@@ -787,6 +824,17 @@ def attach(ds: xr.Dataset, split: ModeSplit | None) -> xr.Dataset:
 
     ``split=None`` (e.g. too few values to split) attaches the same variables filled with NaN, with
     ``n_modes = 0``, so that results of every step share one schema.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from jacspec import fit
+    >>> rng = np.random.default_rng(0)
+    >>> sigma = np.exp(np.concatenate([rng.normal(-4, 0.5, 2000), rng.normal(0, 0.5, 2000)]))
+    >>> ds = fit.attach(xr.Dataset(), fit.split_modes(sigma))
+    >>> "mode_mu" in ds, ds.sizes["mode"]
+    (True, 2)
     """
     if split is None:
         empty = ModeSplit(math.nan, 0, (), (), np.array([]), np.array([])).to_dataset()
