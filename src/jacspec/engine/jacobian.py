@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from jacspec.engine.attention import math_attention
 from jacspec.engine.parameters import owner_of, trainable_parameters
 
 __all__ = ["FunctionalJacobian", "per_example_jacobians"]
@@ -188,6 +189,11 @@ class FunctionalJacobian:
         return result
 
     def _compute(self, xs: torch.Tensor) -> dict[str, torch.Tensor]:
+        with math_attention(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*There is a performance drop because we have not yet")
+            return self._compute_any(xs)
+
+    def _compute_any(self, xs: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self.names:
             return {}
         if self.method in (None, "vmap"):
@@ -275,6 +281,4 @@ def per_example_jacobians(
     engine = FunctionalJacobian(
         model, x, names, output=output, chunk_size=chunk_size, memory_budget_gb=memory_budget_gb
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*There is a performance drop because we have not yet implemented")
-        return engine.chunk(0, engine.n)
+    return engine.chunk(0, engine.n)
