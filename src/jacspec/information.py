@@ -336,13 +336,37 @@ def ggn_diagonal(
         columns = torch.func.vmap(vjp_fn)(s_n.T)[0]  # each: (c, *shape)
         return {name: (col**2).sum(0) for name, col in columns.items()}
 
+    def squared_vjps_looped(x_n: torch.Tensor, s_n: torch.Tensor) -> dict[str, torch.Tensor]:
+        # for modules without vmap batching rules (nn.LSTM/GRU): one vector-Jacobian product per column
+        sub = {name: all_params[name] for name in names}
+        _, vjp_fn = torch.func.vjp(lambda p: output_one(p, x_n), sub)
+        total = {name: torch.zeros_like(all_params[name]) for name in names}
+        for k in range(s_n.shape[1]):
+            (column,) = vjp_fn(s_n[:, k])
+            for name in names:
+                total[name] += column[name] ** 2
+        return total
+
     n = x.shape[0]
     bar = tqdm(total=n, desc="GGN diagonal", disable=not progress, leave=False)
+    batched = True
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        parts = torch.func.vmap(squared_vjps)(x[start:stop], sqrt_hessian[start:stop])
-        for name in names:
-            diagonal[name] += parts[name].sum(0)
+        if batched:
+            try:
+                parts = torch.func.vmap(squared_vjps)(x[start:stop], sqrt_hessian[start:stop])
+                for name in names:
+                    diagonal[name] += parts[name].sum(0)
+                bar.update(stop - start)
+                continue
+            except (RuntimeError, NotImplementedError):
+                if start > 0:
+                    raise
+                batched = False
+        for i in range(start, stop):
+            part = squared_vjps_looped(x[i], sqrt_hessian[i])
+            for name in names:
+                diagonal[name] += part[name]
         bar.update(stop - start)
     bar.close()
     return diagonal

@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
+from jacspec.engine.attention import with_math_attention
 from jacspec.engine.jacobian import FunctionalJacobian
 from jacspec.engine.parameters import owner_of, tied_parameters, trainable_parameters
 from jacspec.engine.usage import ReadTracker
@@ -774,6 +775,7 @@ def _factors(
     return factors_a, factors_b, n, m, c
 
 
+@with_math_attention
 def layerwise_tangent_kernels(
     model: nn.Module,
     x: torch.Tensor,
@@ -889,6 +891,7 @@ def tangent_kernel(model: nn.Module, x: torch.Tensor, x2: torch.Tensor | None = 
     return layerwise_tangent_kernels(model, x, x2, per_layer=False, **options)["total"]
 
 
+@with_math_attention
 def tangent_kernel_diagonal(
     model: nn.Module,
     x: torch.Tensor,
