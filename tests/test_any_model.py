@@ -339,3 +339,59 @@ def test_probes_leave_the_model_untouched(case):
         assert {k: m.training for k, m in model.named_modules()} == modes, probe.name
     handle.remove()
     assert_no_hooks(model)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["raise", "warn", "ignore"])
+def test_unsupported_layer_under_each_mode_names_module_class_and_fallback(mode):
+    # LSTM returns h_n with the batch in dim 1: the per-layer hooks cannot split it by example
+    case = next(c for c in ALL_ZOO if c.id == "lstm_batch_first")
+    model, x = case.make(n=N)
+    options = {"implementation": "structured", "on_unsupported": mode}
+    if mode == "raise":
+        with pytest.raises(UnsupportedLayerError, match=r"'rnn' \(LSTM\).*implementation='functional'"):
+            layerwise_tangent_kernels(model, x, **options)
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report: dict = {}
+        kernels = layerwise_tangent_kernels(model, x, report=report, **options)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    if mode == "warn":
+        assert any("'rnn' (LSTM)" in m and "implementation='functional'" in m for m in messages)
+    else:
+        assert not any("'rnn'" in m for m in messages)
+    # what remains is exactly the read-out layer, and the skipped parameters are recorded
+    reference = reference_layer_kernels(reference_jacobians(model, x))
+    _close(sum(kernels.values()), reference["out"], "lstm without rnn")
+    skipped = json.loads(report["parameters_skipped"])
+    assert set(skipped) == {k for k, _ in model.named_parameters() if k.startswith("rnn.")}
+
+
+@pytest.mark.parametrize(
+    "probe", [TangentKernel, PointJacobian, SpectralNorm, WeightInformation, MutualInformation], ids=lambda p: p.name
+)
+def test_every_probe_takes_on_unsupported(probe):
+    assert probe(on_unsupported="ignore").on_unsupported == "ignore"
+    with pytest.raises(ValueError, match=r"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got 'skip'"):
+        probe(on_unsupported="skip")
+
+
+def test_model_with_no_trainable_parameter_names_the_frozen_ones():
+    model = nn.Linear(2, 3)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match=r"frozen: \['weight', 'bias'\]"):
+        layerwise_tangent_kernels(model, torch.randn(4, 2))
+
+
+def test_output_not_batched_as_output_says():
+    model = nn.Linear(2, 3)
+    with pytest.raises(ValueError, match=r"one row per example"):
+        layerwise_tangent_kernels(
+            model, torch.randn(4, 2), output=lambda m, x: m(x).sum(0, keepdim=True), implementation="functional"
+        )

@@ -145,7 +145,12 @@ def parametrised_modules(model: nn.Module, layers: Sequence[str] | None = None) 
             )
         found = {name: found[name] for name in found if name in set(layers)}
     if not found:
-        raise ValueError("`model` has no module with trainable parameters (requires_grad=True).")
+        frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+        raise ValueError(
+            "`model` has no module with trainable parameters (requires_grad=True)"
+            + (f"; these are frozen: {frozen[:10]}{' ...' if len(frozen) > 10 else ''}" if frozen else "")
+            + ". Unfreeze the parameters to measure (p.requires_grad_(True)), or pick `layers` that own trainable ones."
+        )
     return found
 
 

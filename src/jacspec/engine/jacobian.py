@@ -127,10 +127,17 @@ class FunctionalJacobian:
         self.names = list(names)
         self.params = {k: everything[k].detach() for k in self.names}
         self.wrapped = _Wrapped(model, output)
-        with torch.no_grad():
-            probe = self.wrapped(x[:1])
-        self.c = _rows(probe).numel()
         self.n = x.shape[0]
+        with torch.no_grad(), math_attention():
+            probe = self.wrapped(x)  # the whole batch: its output must have one row per example
+        if not isinstance(probe, torch.Tensor):
+            _rows(probe)
+        if probe.dim() == 0 or probe.dim() > 2 or probe.shape[0] != self.n:
+            raise ValueError(
+                f"The network output must have shape (n, c) = ({self.n}, c), but got {tuple(probe.shape)}; pass "
+                "`output=lambda model, x: ...` returning one row per example."
+            )
+        self.c = 1 if probe.dim() == 1 else probe.shape[1]
         self.dtype = probe.dtype
         self.device = probe.device
         self.width = sum(p.numel() for p in self.params.values())

@@ -18,6 +18,7 @@ import xarray as xr
 from torch import nn
 
 from jacspec._validation import check_labels
+from jacspec.engine.parameters import trainable_parameters
 from jacspec.kernels import (
     alignment,
     center_features,
@@ -367,13 +368,9 @@ class TangentComplexity(Probe):
         trace = float(sum(float(d.double().sum()) for d in diagonals.values()))
         feature_norm = float(np.sqrt(max(trace, 0.0)))
         modules = parametrised_modules(model, self.layers)
+        # each Parameter object once (a tied weight is one set of numbers however many modules use it)
         weights = torch.cat(
-            [
-                p.detach().reshape(-1).double().cpu()
-                for module in modules.values()
-                for p in module._parameters.values()
-                if p is not None and p.requires_grad
-            ]
+            [p.detach().reshape(-1).double().cpu() for p in trainable_parameters(model, list(modules)).values()]
         )
         xd = x.detach().double()
         key = (id(model), tuple(x.shape), float(xd.sum()), float((xd**2).sum()))
