@@ -29,6 +29,20 @@ class ReadTracker(TorchFunctionMode):
 
     Use with :meth:`attach` (forward pre-hooks and hooks that keep the stack of running modules;
     removed by :meth:`detach`, call it in ``finally``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    >>> tracker = ReadTracker(model, {id(p): p for p in model.parameters()})
+    >>> tracker.attach()
+    >>> try:
+    ...     with tracker:
+    ...         _ = model(torch.ones(1, 2))
+    ... finally:
+    ...     tracker.detach()
+    >>> sorted(tracker.readers[id(model[0].weight)])
+    ['0']
     """
 
     def __init__(self, model: nn.Module, parameters: dict[int, torch.Tensor]):
@@ -40,6 +54,7 @@ class ReadTracker(TorchFunctionMode):
         self.handles: list[Any] = []
 
     def attach(self) -> None:
+        """Register the pre-hooks and hooks that track the running module on every module of the model."""
         for name, module in self.model.named_modules():
             label = module_name(name)
 
@@ -54,6 +69,7 @@ class ReadTracker(TorchFunctionMode):
             self.handles.append(module.register_forward_hook(post, always_call=True))
 
     def detach(self) -> None:
+        """Remove every hook :meth:`attach` registered."""
         for handle in self.handles:
             handle.remove()
         self.handles = []
