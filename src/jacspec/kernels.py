@@ -381,6 +381,8 @@ def _collect(
             if parent not in records and parent not in ancestors:
                 ancestors[parent] = _LayerRecord(parent, all_modules["" if parent == "(root)" else parent], {})
 
+    n_expected = x.shape[0] if isinstance(x, torch.Tensor) else None
+
     def make_hook(record: _LayerRecord):
         def hook(module, args, kwargs, out):
             leaves, spec = tree_flatten(out)
@@ -389,6 +391,9 @@ def _collect(
                 for k, leaf in enumerate(leaves)
                 if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.requires_grad
             ]
+            if strict and record.params and any(leaves[k].shape[:1] != (n_expected,) for k in keep):
+                # abort the forward at once: the functional engine will run instead
+                raise _NeedsFunctional(f"module {record.name!r} not batched along dim 0")
             record.calls.append(_Call(args, kwargs, [leaves[k] for k in keep], spec, keep, len(leaves)))
             # hand a copy downstream, so that in-place operations after the module leave our tensor intact
             return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) and t.requires_grad else t, out)
