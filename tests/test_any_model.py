@@ -92,6 +92,24 @@ def test_tangent_kernel_layers_match_reference(case, implementation):
     assert skipped == {k: "frozen" for k, p in model.named_parameters() if not p.requires_grad}
 
 
+@pytest.mark.parametrize("case_id", ["lstm_seq_first", "tied_decoder", "hf_bert"])
+def test_functional_cross_kernel_diagonal_and_small_budget(case_id):
+    # cross-kernel Φ(x) Φ(x2)ᵀ, the diagonal, and blocks recomputed under a budget too small to keep Φ
+    from jacspec.kernels import tangent_kernel, tangent_kernel_diagonal
+
+    case = next(c for c in ALL_ZOO if c.id == case_id)
+    model, x = case.make(n=N)
+    _, x2 = case.make(n=2, seed=1)
+    ja, jb = reference_jacobians(model, x), reference_jacobians(model, x2)
+    cross = sum(a.reshape(-1, a.shape[-1]) @ jb[k].reshape(-1, a.shape[-1]).T for k, a in ja.items())
+    _close(tangent_kernel(model, x, x2, implementation="functional"), cross, f"{case_id} cross")
+    full = sum(reference_layer_kernels(ja).values())
+    diagonal = sum(tangent_kernel_diagonal(model, x, implementation="functional").values())
+    _close(diagonal, torch.diagonal(full), f"{case_id} diagonal")
+    small = tangent_kernel(model, x, implementation="functional", memory_budget_gb=1e-4, chunk_size=1)
+    _close(small, full, f"{case_id} small budget")
+
+
 def test_structured_is_exact_or_raises(case):
     # the per-layer hooks never give a silently wrong kernel: either the reference or UnsupportedLayerError
     model, x = case.make(n=N)
