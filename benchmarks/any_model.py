@@ -103,10 +103,12 @@ def main() -> None:
     t_recipe, eig_recipe = _median_time(recipe_kernel, args.repeats)
     t_ours, ds = _median_time(ours_kernel, args.repeats)
     uncentered = TangentKernel(output=output, center_features=False).measure(model, z)["eigenvalues"].values
+    eig_recipe = eig_recipe.detach()
     err = float(abs(torch.from_numpy(uncentered.copy()).float() - eig_recipe).max() / eig_recipe.abs().max())
     rows.append(("TangentKernel().measure", t_ours, "vmap(jacrev)+einsum+eigvalsh", t_recipe, err))
     t_recipe_p, sv_recipe = _median_time(recipe_point, args.repeats)
     t_ours_p, ds_p = _median_time(ours_point, args.repeats)
+    sv_recipe = sv_recipe.detach()
     err_p = float(abs(torch.from_numpy(ds_p["singular_values"].values).float() - sv_recipe).max() / sv_recipe.max())
     rows.append(("PointJacobian().measure", t_ours_p, "vmap(jacrev)+svdvals", t_recipe_p, err_p))
 
