@@ -28,7 +28,7 @@ from jacspec import information
 from jacspec.kernels import UnsupportedLayerError, layerwise_tangent_kernels
 from jacspec.probes import MutualInformation, PointJacobian, SpectralNorm, TangentKernel, WeightInformation
 
-from zoo import ALL_ZOO, assert_no_hooks, tiny_bert, tiny_gpt2
+from zoo import ALL_ZOO, ZOO, assert_no_hooks, tiny_bert, tiny_gpt2
 
 N = 3
 ATOL = 1e-8
@@ -108,6 +108,25 @@ def test_functional_cross_kernel_diagonal_and_small_budget(case_id):
     _close(diagonal, torch.diagonal(full), f"{case_id} diagonal")
     small = tangent_kernel(model, x, implementation="functional", memory_budget_gb=1e-4, chunk_size=1)
     _close(small, full, f"{case_id} small budget")
+
+
+STRUCTURED_CASES = {c.id for c in ZOO} | {
+    "conv1d",
+    "grouped_conv2d",
+    "conv_transpose2d",
+    "groupnorm",
+    "resnet_block_bn_eval",
+    "frozen",
+}
+
+
+def test_auto_keeps_the_hooks_where_they_are_exact(case):
+    # auto must not send every model to the (slower) functional path: known layers stay structured
+    model, x = case.make(n=N)
+    report: dict = {}
+    layerwise_tangent_kernels(model, x, report=report)
+    expected = "structured" if case.id in STRUCTURED_CASES else "functional"
+    assert report["implementation"] == expected, report.get("functional_because")
 
 
 def test_structured_is_exact_or_raises(case):

@@ -77,7 +77,9 @@ class ReadTracker(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.stack:
-            leaves, _ = tree_flatten((args, kwargs))
+            leaves = [*args, *kwargs.values()]
+            if any(isinstance(leaf, (list, tuple, dict)) for leaf in leaves):
+                leaves, _ = tree_flatten((args, kwargs))
             for leaf in leaves:
                 if isinstance(leaf, torch.Tensor) and id(leaf) in self.watched and self.watched[id(leaf)] is leaf:
                     self.readers.setdefault(id(leaf), set()).add(self.stack[-1])
