@@ -268,6 +268,30 @@ def test_weight_information_on_a_shared_parameter_equals_the_full_hessian(case_i
     assert list(ds["layer"].values) == layers
 
 
+def test_variational_fit_samples_a_tied_weight_as_a_whole():
+    # local reparametrisation would give each use of the tied weight its own noise; with every Linear of
+    # the model tied it must not be used at all, so both settings draw the same samples (same seed)
+    case = next(c for c in ALL_ZOO if c.id == "tied_linears")
+    model, x = case.make(n=8)
+    y = torch.arange(8) % 3
+    params = dict(model.named_parameters())
+    fits = [
+        information.fit_variational_log_alpha(
+            model,
+            x,
+            y,
+            params,
+            1e-2,
+            n_steps=5,
+            local_reparametrization=local,
+            generator=torch.Generator().manual_seed(0),
+        )
+        for local in (True, False)
+    ]
+    for name in params:
+        torch.testing.assert_close(fits[0]["log_alpha"][name], fits[1]["log_alpha"][name], atol=0, rtol=0)
+
+
 # --------------------------------------------------------------------------------------------------
 # SpectralNorm
 # --------------------------------------------------------------------------------------------------
