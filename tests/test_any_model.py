@@ -456,3 +456,17 @@ def test_output_not_batched_as_output_says():
         layerwise_tangent_kernels(
             model, torch.randn(4, 2), output=lambda m, x: m(x).sum(0, keepdim=True), implementation="functional"
         )
+
+
+@pytest.mark.parametrize("probe", [TangentKernel, SpectralNorm, WeightInformation], ids=lambda p: p.name)
+def test_records_round_trip_through_netcdf(probe, tmp_path):
+    import xarray as xr
+
+    case = next(c for c in ALL_ZOO if c.id == "frozen")
+    model, x = case.make(n=4)
+    ds = probe().measure(model, x, torch.arange(4) % 3)
+    ds.to_netcdf(tmp_path / "probe.nc")
+    with xr.open_dataset(tmp_path / "probe.nc") as back:
+        xr.testing.assert_identical(ds, back.load())
+    skipped = json.loads(ds.attrs["parameters_skipped"])
+    assert skipped["0.weight"] == "frozen" and skipped["2.bias"] == "frozen"

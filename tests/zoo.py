@@ -186,6 +186,9 @@ class HFClassifier(nn.Module):
 
 def tiny_bert(num_labels: int = 3) -> nn.Module:
     """BertForSequenceClassification from a tiny config (hidden 8, 1 layer, 2 heads), no download."""
+    import pytest
+
+    pytest.importorskip("transformers", reason="transformers is a test extra: pip install -e '.[test]'")
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(
@@ -204,6 +207,9 @@ def tiny_bert(num_labels: int = 3) -> nn.Module:
 
 def tiny_gpt2(num_labels: int = 3) -> nn.Module:
     """GPT2ForSequenceClassification from a tiny config (hidden 8, 1 layer, 2 heads), no download."""
+    import pytest
+
+    pytest.importorskip("transformers", reason="transformers is a test extra: pip install -e '.[test]'")
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     config = GPT2Config(
