@@ -473,3 +473,10 @@ def test_records_round_trip_through_netcdf(probe, tmp_path):
         assert "0.weight" in json.loads(ds.attrs["parameters_used"]) and "2.bias" in skipped
     else:
         assert skipped["0.weight"] == "frozen" and skipped["2.bias"] == "frozen"
+
+
+def test_mutual_information_names_a_module_not_batched_first():
+    case = next(c for c in ALL_ZOO if c.id == "lstm_seq_first")
+    model, x = case.make(n=20)
+    with pytest.raises(ValueError, match=r"module 'rnn' \(LSTM\) has shape \(4, 20, 4\), not one row per example"):
+        MutualInformation(between=("input", "rnn"), method="ksg").measure(model, x)

@@ -382,6 +382,7 @@ def _collect(
                 ancestors[parent] = _LayerRecord(parent, all_modules["" if parent == "(root)" else parent], {})
 
     n_expected = x.shape[0] if isinstance(x, torch.Tensor) else None
+    aborted: list[str] = []
 
     def make_hook(record: _LayerRecord):
         def hook(module, args, kwargs, out):
@@ -392,7 +393,9 @@ def _collect(
                 if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.requires_grad
             ]
             if strict and record.params and any(leaves[k].shape[:1] != (n_expected,) for k in keep):
-                # abort the forward at once: the functional engine will run instead
+                # abort the forward at once: the functional engine will run instead (the flag holds even
+                # if the model's forward catches the exception)
+                aborted.append(record.name)
                 raise _NeedsFunctional(f"module {record.name!r} not batched along dim 0")
             record.calls.append(_Call(args, kwargs, [leaves[k] for k in keep], spec, keep, len(leaves)))
             # hand a copy downstream, so that in-place operations after the module leave our tensor intact
@@ -419,6 +422,8 @@ def _collect(
         tracker.detach()
         for handle in handles:
             handle.remove()
+    if aborted:
+        raise _NeedsFunctional(f"module {aborted[0]!r} not batched along dim 0")
     n = x.shape[0] if isinstance(x, torch.Tensor) else f.shape[0]
     if f.dim() == 1:
         f = f[:, None]
