@@ -480,3 +480,16 @@ def test_mutual_information_names_a_module_not_batched_first():
     model, x = case.make(n=20)
     with pytest.raises(ValueError, match=r"module 'rnn' \(LSTM\) has shape \(4, 20, 4\), not one row per example"):
         MutualInformation(between=("input", "rnn"), method="ksg").measure(model, x)
+
+
+@pytest.mark.parametrize("case_id, layer", [("hf_bert", "model.classifier"), ("tied_decoder", "embedding")])
+def test_functional_layers_subset(case_id, layer):
+    case = next(c for c in ALL_ZOO if c.id == case_id)
+    model, x = case.make(n=N)
+    report: dict = {}
+    kernels = layerwise_tangent_kernels(model, x, layers=[layer], report=report)
+    assert list(kernels) == [layer]  # only the named layer is hooked, so BERT may stay structured here
+    reference = reference_layer_kernels(reference_jacobians(model, x))
+    _close(kernels[layer], reference[layer], f"{case_id} {layer}")
+    skipped = json.loads(report["parameters_skipped"])
+    assert skipped and set(skipped.values()) == {"not used"}
