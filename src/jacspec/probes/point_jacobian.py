@@ -30,6 +30,7 @@ import torch
 import xarray as xr
 from torch import nn
 
+from jacspec.engine.attention import math_attention
 from jacspec.probes.base import Probe
 
 __all__ = [
@@ -122,7 +123,7 @@ def input_jacobians(
         def single(xi: torch.Tensor) -> torch.Tensor:
             return _forward(model, xi.unsqueeze(0), output)[0]
 
-        with torch.enable_grad():
+        with torch.enable_grad(), math_attention():  # fused attention kernels have no batching rule
             jac = vmap(jacrev(single))(x.detach())
         with torch.no_grad():
             out = _forward(model, x.detach(), output)
