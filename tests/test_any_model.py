@@ -115,6 +115,7 @@ STRUCTURED_CASES = {c.id for c in ZOO} | {
     "grouped_conv2d",
     "conv_transpose2d",
     "groupnorm",
+    "conv3d_bn3d_convtranspose3d",
     "resnet_block_bn_eval",
     "frozen",
 }

@@ -236,6 +236,16 @@ def frozen_mlp() -> nn.Module:
     return model
 
 
+def _conv3d_net(c: int = 3) -> nn.Module:
+    model = nn.Sequential(
+        nn.Conv3d(1, 2, 2), nn.BatchNorm3d(2), nn.Tanh(), nn.ConvTranspose3d(2, 1, 2), nn.Flatten(), nn.LazyLinear(c)
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.3, 0.3)
+        model[1].running_var.uniform_(0.5, 2.0)
+    return model
+
+
 def _groupnorm_net(c: int = 3) -> nn.Module:
     return nn.Sequential(nn.Conv2d(2, 4, 3), nn.GroupNorm(2, 4), nn.Tanh(), nn.Flatten(), nn.LazyLinear(c))
 
@@ -301,6 +311,7 @@ EXTENDED_ZOO = [
         lambda n: torch.randn(n, 2, 3, 3),
     ),
     ZooCase("groupnorm", _groupnorm_net, lambda n: torch.randn(n, 2, 5, 5)),
+    ZooCase("conv3d_bn3d_convtranspose3d", _conv3d_net, lambda n: torch.randn(n, 1, 3, 3, 3)),
     ZooCase("resnet_block_bn_eval", ResNetBlock, lambda n: torch.randn(n, 3, 4, 4)),
     ZooCase("frozen", frozen_mlp, lambda n: torch.randn(n, 6)),
     ZooCase("hf_bert", lambda: HFClassifier(tiny_bert()), lambda n: torch.randn(n, 5, 8)),
