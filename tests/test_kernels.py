@@ -230,14 +230,15 @@ def test_more_modules_equal_explicit(model_id):
         torch.testing.assert_close(kernel, reference, atol=ATOL, rtol=0)
 
 
-def test_adopted_parameters_are_named_by_the_ancestor():
+def test_adopted_parameters_are_named_by_their_owner():
     torch.manual_seed(0)
     x8, x4 = torch.randn(3, 8, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
     structured = {"implementation": "structured"}
+    # out_proj runs inside MultiheadAttention's forward: differentiated there, labelled by its owner
     kernels = layerwise_tangent_kernels(Attention().double(), x8, **structured)
-    assert list(kernels) == ["attention", "out"]  # out_proj runs inside MultiheadAttention's forward
+    assert list(kernels) == ["attention", "attention.out_proj", "out"]
     kernels = layerwise_tangent_kernels(OutsideForward().double(), x4, **structured)
-    assert list(kernels) == ["(root)", "out"]
+    assert list(kernels) == ["fc", "out"]
     # auto routes parameters read by a parent to the functional engine: layer = the owning module
     report: dict = {}
     kernels = layerwise_tangent_kernels(Attention().double(), x8, report=report)

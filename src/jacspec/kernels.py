@@ -28,8 +28,8 @@ Which implementation runs (``implementation=``):
   first dimension and no Parameter is shared between modules; otherwise the offending parameters are
   reported through ``on_unsupported`` (a parameter that a parent module reads while its own module also
   runs is detected by recording which module's ``forward`` reads each parameter, never counted once
-  silently). A parameter read only by an ancestor (``MultiheadAttention.out_proj``) is adopted by
-  that ancestor, whose name then labels its block.
+  silently). A parameter read only by an ancestor (``MultiheadAttention.out_proj``) is differentiated
+  through that ancestor's forward; its block keeps the name of the module that owns it.
 * ``"functional"``: the exact generic fallback of :mod:`jacspec.engine.jacobian`: per-example
   Jacobians of the whole model through ``torch.func`` (``vmap`` over ``functional_call`` + ``jacrev``,
   chunked under the memory budget, a loop over examples where ``vmap`` cannot batch), then
@@ -43,9 +43,9 @@ Which implementation runs (``implementation=``):
   :data:`STRUCTURED_MODULES`), no Parameter is registered under two names, every parameter is read only
   by its own module and every module output is batched along dim 0; ``"functional"`` otherwise.
 
-With either implementation the ``layer`` of a parameter is the ``named_modules()`` name of the module
-that owns it (the root spelled ``"(root)"``), except for parameters adopted by an ancestor on the
-structured path. Examples must not interact (BatchNorm in train mode raises).
+With every implementation the ``layer`` of a parameter is the ``named_modules()`` name of the module
+that owns it (the root spelled ``"(root)"``). Examples must not interact (BatchNorm in train mode
+raises).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from jacspec.engine.attention import with_math_attention
 from jacspec.engine.jacobian import FunctionalJacobian
-from jacspec.engine.parameters import owner_of, tied_parameters, trainable_parameters
+from jacspec.engine.parameters import module_name, owner_of, tied_parameters, trainable_parameters
 from jacspec.engine.usage import ReadTracker
 
 __all__ = [
@@ -241,6 +241,14 @@ class _GenericFactors(_Factors):
         return sum(p.numel() for p in self.record.params.values())
 
     def phi(self, start: int, stop: int) -> torch.Tensor:
+        cached = getattr(self, "_cache", None)
+        if cached is not None and cached[:2] == (start, stop):
+            return cached[2]
+        rows = self._phi(start, stop)
+        self._cache = (start, stop, rows)  # shared by the blocks of adopted parameters
+        return rows
+
+    def _phi(self, start: int, stop: int) -> torch.Tensor:
         from torch.func import functional_call, vjp, vmap
 
         module = self.record.module
@@ -512,9 +520,45 @@ def _collect(
         kind = _structured_kind(record.module, record.params)
         if kind != "generic" and all(len(call.outputs) == 1 for call in record.calls):
             factors[name] = _outer_factors(record, grads, n, c)
-        else:
-            factors[name] = _GenericFactors(record, grads, n, c)
+            continue
+        generic = _GenericFactors(record, grads, n, c)
+        groups = _owner_columns(name, record.params)
+        if len(groups) == 1 and name in groups:
+            factors[name] = generic
+        else:  # parameters adopted from descendants: one block per owning module
+            for owner, columns in groups.items():
+                factors[owner] = _ColumnFactors(generic, columns)
+    order = {module_name(m): k for k, (m, _) in enumerate(model.named_modules())}
+    factors = {name: factors[name] for name in sorted(factors, key=lambda name: order.get(name, len(order)))}
     return factors, n, c
+
+
+def _owner_columns(name: str, params: dict[str, torch.Tensor]) -> dict[str, list[tuple[int, int]]]:
+    """``{owning module: [(start, stop) column ranges]}`` of a record's parameters (adopted keys hold dots)."""
+    prefix = "" if name == "(root)" else name + "."
+    groups: dict[str, list[tuple[int, int]]] = {}
+    offset = 0
+    for key, p in params.items():
+        owner = name if "." not in key else prefix + key.rsplit(".", 1)[0]
+        groups.setdefault(owner, []).append((offset, offset + p.numel()))
+        offset += p.numel()
+    return groups
+
+
+class _ColumnFactors(_Factors):
+    """Some columns of another layer's Φ rows: the parameters of one module adopted by its ancestor."""
+
+    def __init__(self, base: _GenericFactors, columns: list[tuple[int, int]]):
+        self.base = base
+        self.columns = columns
+        self.n, self.c = base.n, base.c
+
+    def width(self) -> int:
+        return sum(stop - start for start, stop in self.columns)
+
+    def phi(self, start: int, stop: int) -> torch.Tensor:
+        rows = self.base.phi(start, stop)
+        return torch.cat([rows[:, a:b] for a, b in self.columns], dim=1)
 
 
 def _adopt(
@@ -884,6 +928,8 @@ def _output_dtype_device(factors: dict[str, _Factors], default: torch.dtype) -> 
             return fa.grads[0][0].dtype, fa.grads[0][0].device
         if isinstance(fa, _FunctionalFactors):
             return fa.engine.dtype, fa.engine.device
+        if isinstance(fa, _ColumnFactors) and fa.base.grads and fa.base.grads[0]:
+            return fa.base.grads[0][0].dtype, fa.base.grads[0][0].device
     return default, torch.device("cpu")
 
 
