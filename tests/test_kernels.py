@@ -230,12 +230,22 @@ def test_more_modules_equal_explicit(model_id):
         torch.testing.assert_close(kernel, reference, atol=ATOL, rtol=0)
 
 
-def test_adopted_parameters_are_named_by_the_ancestor():
+def test_adopted_parameters_are_named_by_their_owner():
     torch.manual_seed(0)
-    kernels = layerwise_tangent_kernels(Attention().double(), torch.randn(3, 8, dtype=torch.float64))
-    assert list(kernels) == ["attention", "out"]  # out_proj runs inside MultiheadAttention's forward
-    kernels = layerwise_tangent_kernels(OutsideForward().double(), torch.randn(3, 4, dtype=torch.float64))
-    assert list(kernels) == ["(root)", "out"]
+    x8, x4 = torch.randn(3, 8, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    structured = {"implementation": "structured"}
+    # out_proj runs inside MultiheadAttention's forward: differentiated there, labelled by its owner
+    kernels = layerwise_tangent_kernels(Attention().double(), x8, **structured)
+    assert list(kernels) == ["attention", "attention.out_proj", "out"]
+    kernels = layerwise_tangent_kernels(OutsideForward().double(), x4, **structured)
+    assert list(kernels) == ["fc", "out"]
+    # auto routes parameters read by a parent to the functional engine: layer = the owning module
+    report: dict = {}
+    kernels = layerwise_tangent_kernels(Attention().double(), x8, report=report)
+    assert list(kernels) == ["attention", "attention.out_proj", "out"]
+    assert report["implementation"] == "functional"
+    kernels = layerwise_tangent_kernels(OutsideForward().double(), x4)
+    assert list(kernels) == ["fc", "out"]
 
 
 def test_layers_subset():
@@ -305,13 +315,14 @@ def test_on_unsupported(model_cls, match):
     torch.manual_seed(0)
     model = model_cls().double()
     x = torch.randn(4, 3 if model_cls is Tied else 8, dtype=torch.float64)
+    structured = {"implementation": "structured"}
     with pytest.raises(UnsupportedLayerError, match=match):
-        tangent_kernel(model, x)
+        tangent_kernel(model, x, **structured)
     with pytest.warns(UserWarning, match=match):
-        warned = tangent_kernel(model, x, on_unsupported="warn")
+        warned = tangent_kernel(model, x, on_unsupported="warn", **structured)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ignored = tangent_kernel(model, x, on_unsupported="ignore")
+        ignored = tangent_kernel(model, x, on_unsupported="ignore", **structured)
     torch.testing.assert_close(warned, ignored)
     # what remains is the kernel of the supported parameters only
     if model_cls is SequenceFirst:
@@ -324,6 +335,10 @@ def test_on_unsupported(model_cls, match):
     else:
         reference = sum(block @ block.T for name, block in explicit_jacobian(model, x).items() if name.endswith("bias"))
     torch.testing.assert_close(ignored, reference, atol=ATOL, rtol=0)
+    # the default (auto) takes the exact functional path: the whole kernel, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(tangent_kernel(model, x), explicit_kernel(model, x), atol=ATOL, rtol=0)
 
 
 def test_bad_options():

@@ -214,5 +214,10 @@ def test_preserve_model_state_rejects_bad_mode():
 
 
 def test_config_reads_init_arguments():
-    assert SpectralNorm(n_iterations=7, seed=3).config() == {"n_iterations": 7, "method": "power", "seed": 3}
+    assert SpectralNorm(n_iterations=7, seed=3).config() == {
+        "n_iterations": 7,
+        "method": "power",
+        "seed": 3,
+        "on_unsupported": "warn",
+    }
     assert "SpectralNorm(n_iterations=7" in repr(SpectralNorm(n_iterations=7))

@@ -150,8 +150,8 @@ def test_laplace_softmax_regression_closed_form(beta):
     assert int(ds["n_clipped"]) == 0
     assert ds["weight_information"].item() == pytest.approx(expected, abs=1e-8)
     assert ds["weight_information_per_sample"].item() == pytest.approx(expected / 30, abs=1e-10)
-    # the weight and the bias of the single layer are the one layer "Linear" (the root module)
-    assert list(ds["layer"].values) == ["Linear"]
+    # the weight and the bias of the single layer are the one layer "(root)" (the root module)
+    assert list(ds["layer"].values) == ["(root)"]  # the root module, spelled as in every probe
 
 
 def test_laplace_log_alpha_per_parameter_and_beta_shift():
@@ -196,9 +196,9 @@ def test_zero_weight_and_no_curvature_are_clipped_to_the_upper_bound():
         model.weight[0, :2] = 0.0
     ds = WeightInformation(log_alpha_range=(-30.0, 5.0), keep_log_alpha=True).measure(model, x, y)
     assert int(ds["n_clipped"]) == 2
-    assert ds["layer_n_clipped"].sel(layer="Linear").item() == 2
+    assert ds["layer_n_clipped"].sel(layer="(root)").item() == 2
     assert ds["log_alpha"].values[:2].tolist() == [5.0, 5.0]
-    assert ds["log_alpha_quantiles"].sel(layer="Linear", quantile=1.0).item() == 5.0
+    assert ds["log_alpha_quantiles"].sel(layer="(root)", quantile=1.0).item() == 5.0
 
 
 # --------------------------------------------------------------------------------------------------

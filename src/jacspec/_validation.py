@@ -108,7 +108,10 @@ def check_input(
     if need_float and not x.is_floating_point():
         raise TypeError(
             f"`{argument}` must be floating point: no Jacobian exists with respect to an input of dtype "
-            f"{x.dtype}. Pass a float tensor (e.g. x.float())."
+            f"{x.dtype}. Pass a float tensor (e.g. x.float()); for token ids, differentiate with respect to "
+            "their embeddings (output=lambda model, z: model(inputs_embeds=z).logits on embedded inputs). "
+            "Probes that take no derivative with respect to x (TangentKernel, WeightInformation, "
+            "SpectralNorm, Performance) accept integer inputs."
         )
     if model is not None:
         dtype = model_dtype(model)

@@ -41,6 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jacspec.engine.attention import with_math_attention
+from jacspec.engine.parameters import tied_parameters
+from jacspec.engine.usage import parameter_readers
+
 __all__ = [
     "DEFAULT_LOG_ALPHA_RANGE",
     "clip_log_alpha",
@@ -144,6 +148,7 @@ def _rademacher(shape: tuple[int, ...], generator: torch.Generator, like: torch.
     return (2 * bits - 1).to(dtype=like.dtype, device=like.device)
 
 
+@with_math_attention
 def hessian_diagonal(
     model: nn.Module,
     x: torch.Tensor,
@@ -282,6 +287,7 @@ def _output_hessian_sqrt(output: torch.Tensor, y: torch.Tensor, loss: LossFn) ->
     return eigenvectors * eigenvalues.clamp_min(0).sqrt().unsqueeze(1)
 
 
+@with_math_attention
 def ggn_diagonal(
     model: nn.Module,
     x: torch.Tensor,
@@ -330,26 +336,63 @@ def ggn_diagonal(
         columns = torch.func.vmap(vjp_fn)(s_n.T)[0]  # each: (c, *shape)
         return {name: (col**2).sum(0) for name, col in columns.items()}
 
+    def squared_vjps_looped(x_n: torch.Tensor, s_n: torch.Tensor) -> dict[str, torch.Tensor]:
+        # for modules without vmap batching rules (nn.LSTM/GRU): one vector-Jacobian product per column
+        sub = {name: all_params[name] for name in names}
+        _, vjp_fn = torch.func.vjp(lambda p: output_one(p, x_n), sub)
+        total = {name: torch.zeros_like(all_params[name]) for name in names}
+        for k in range(s_n.shape[1]):
+            (column,) = vjp_fn(s_n[:, k])
+            for name in names:
+                total[name] += column[name] ** 2
+        return total
+
     n = x.shape[0]
     bar = tqdm(total=n, desc="GGN diagonal", disable=not progress, leave=False)
+    batched = True
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        parts = torch.func.vmap(squared_vjps)(x[start:stop], sqrt_hessian[start:stop])
-        for name in names:
-            diagonal[name] += parts[name].sum(0)
+        if batched:
+            try:
+                parts = torch.func.vmap(squared_vjps)(x[start:stop], sqrt_hessian[start:stop])
+                for name in names:
+                    diagonal[name] += parts[name].sum(0)
+                bar.update(stop - start)
+                continue
+            except (RuntimeError, NotImplementedError):
+                if start > 0:
+                    raise
+                batched = False
+        for i in range(start, stop):
+            part = squared_vjps_looped(x[i], sqrt_hessian[i])
+            for name in names:
+                diagonal[name] += part[name]
         bar.update(stop - start)
     bar.close()
     return diagonal
 
 
-def _linear_candidates(model: nn.Module, names: list[str]) -> dict[str, tuple[nn.Module, list[str]]]:
-    """``{module name: (module, [weight name, bias name])}`` for nn.Linear modules whose parameters are all wanted."""
+def _linear_candidates(
+    model: nn.Module, names: list[str], x: torch.Tensor | None = None
+) -> dict[str, tuple[nn.Module, list[str]]]:
+    """``{module name: (module, [weight name, bias name])}`` for nn.Linear modules whose parameters are all wanted.
+
+    The layer-wise forms see a parameter only through its module's output, so a Linear whose weight or
+    bias is tied to another module, or read by another module's forward (a parent reading
+    ``child.weight``), is left to the generic path, which differentiates the total loss with respect to
+    the Parameter object (every use counted).
+    """
     wanted = set(names)
+    tied = {name for group in tied_parameters(model).values() for name in group}
+    readers = parameter_readers(model, x) if x is not None else {}
     candidates = {}
     for module_name, module in model.named_modules():
         if isinstance(module, nn.Linear):
             prefix = f"{module_name}." if module_name else ""
             owned = [prefix + "weight"] + ([prefix + "bias"] if module.bias is not None else [])
+            label = module_name or "(root)"
+            if any(name in tied or readers.get(name, {label}) - {label} for name in owned):
+                continue
             if all(name in wanted for name in owned):
                 candidates[module_name] = (module, owned)
     return candidates
@@ -359,7 +402,7 @@ def _linear_exact_hessian_diagonal(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossFn, names: list[str], chunk_size: int
 ) -> dict[str, torch.Tensor]:
     """Exact Hessian diagonal of the ``nn.Linear`` modules called once on a 2-D input (see hessian_diagonal)."""
-    candidates = _linear_candidates(model, names)
+    candidates = _linear_candidates(model, names, x)
     if not candidates:
         return {}
     records: dict[str, list] = {name: [] for name in candidates}
@@ -412,7 +455,7 @@ def _linear_ggn_diagonal(
     model: nn.Module, x: torch.Tensor, sqrt_hessian: torch.Tensor, names: list[str]
 ) -> dict[str, torch.Tensor]:
     """Layer-wise GGN diagonal of the ``nn.Linear`` modules called once on a 2-D input (see ggn_diagonal)."""
-    candidates = _linear_candidates(model, names)
+    candidates = _linear_candidates(model, names, x)
     if not candidates:
         return {}
     records: dict[str, list] = {name: [] for name in candidates}
@@ -568,12 +611,19 @@ def fit_variational_log_alpha(
 
     local: dict[str, dict[str, torch.Tensor]] = {}  # module name -> {"weight": s, "bias": s}
     if local_reparametrization:
+        # a tied parameter, or one read by another module's forward, must carry the same ε at every use:
+        # it is sampled as a whole (functional_call) rather than locally at one module's output
+        tied = {name for group in tied_parameters(frozen).values() for name in group}
+        readers = parameter_readers(frozen, x)
         for module_name, module in frozen.named_modules():
             if not isinstance(module, LOCAL_REPARAMETRIZATION_MODULES):
                 continue
             prefix = f"{module_name}." if module_name else ""
             wname, bname = prefix + "weight", prefix + "bias"
             if wname not in log_alpha:
+                continue
+            label = module_name or "(root)"
+            if any(k in tied or readers.get(k, {label}) - {label} for k in (wname, bname)):
                 continue
             # a bias that is fitted must be sampled with the weight (it belongs to the same output)
             entry = {"weight": log_alpha[wname]}

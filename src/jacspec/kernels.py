@@ -21,10 +21,31 @@ score ``a`` with respect to the module output ``z_i``. Then
   g_iaᵀ ∂z_i/∂w_ℓ``, with ``torch.func.vmap`` over examples and classes, a chunk of examples at a
   time.
 
-Limitations (reported through ``on_unsupported``): a parameter must be used inside the ``forward``
-of the module that owns it (a parameter read by a parent's ``forward`` or shared between modules is
-not supported), module inputs and outputs are batched along their first dimension, and examples
-must not interact (BatchNorm in train mode raises).
+Which implementation runs (``implementation=``):
+
+* ``"structured"``: the per-layer hooks above. Exact when every parameter is read only inside the
+  ``forward`` of the module that owns it, every module's inputs and outputs are batched along their
+  first dimension and no Parameter is shared between modules; otherwise the offending parameters are
+  reported through ``on_unsupported`` (a parameter that a parent module reads while its own module also
+  runs is detected by recording which module's ``forward`` reads each parameter, never counted once
+  silently). A parameter read only by an ancestor (``MultiheadAttention.out_proj``) is differentiated
+  through that ancestor's forward; its block keeps the name of the module that owns it.
+* ``"functional"``: the exact generic fallback of :mod:`jacspec.engine.jacobian`: per-example
+  Jacobians of the whole model through ``torch.func`` (``vmap`` over ``functional_call`` + ``jacrev``,
+  chunked under the memory budget, a loop over examples where ``vmap`` cannot batch), then
+  ``K^ℓ = Σ_{p ∈ ℓ} J_p J_pᵀ``. Handles broadcast position embeddings (Hugging Face BERT/GPT-2 with
+  ``inputs_embeds``), recurrent states with the batch in dimension 1 (LSTM/GRU), tied Parameters
+  (one entry, its Jacobian summed over every use), parameters read by a parent module and custom
+  modules. Costs ``n·c`` rows of the Jacobian in memory (by chunks).
+* ``"auto"`` (default): ``"structured"`` when every module owning a trainable parameter is of a known
+  class (``nn.Linear``, ``nn.Conv1d/2d/3d``, ``nn.ConvTranspose1d/2d/3d``, ``nn.Embedding``,
+  ``nn.LayerNorm``, ``nn.GroupNorm``, ``nn.BatchNorm1d/2d/3d`` in eval mode, and classes added to
+  :data:`STRUCTURED_MODULES`), no Parameter is registered under two names, every parameter is read only
+  by its own module and every module output is batched along dim 0; ``"functional"`` otherwise.
+
+With every implementation the ``layer`` of a parameter is the ``named_modules()`` name of the module
+that owns it (the root spelled ``"(root)"``). Examples must not interact (BatchNorm in train mode
+raises).
 """
 
 from __future__ import annotations
@@ -40,7 +61,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
+from jacspec.engine.attention import with_math_attention
+from jacspec.engine.jacobian import FunctionalJacobian
+from jacspec.engine.parameters import module_name, owner_of, tied_parameters, trainable_parameters
+from jacspec.engine.usage import ReadTracker
+
 __all__ = [
+    "STRUCTURED_MODULES",
     "UnsupportedLayerError",
     "alignment",
     "center_features",
@@ -55,6 +82,29 @@ __all__ = [
 ]
 
 OnUnsupported = Literal["raise", "warn", "ignore"]
+Implementation = Literal["auto", "structured", "functional"]
+
+#: Module classes whose per-layer hooks ``implementation="auto"`` trusts; add your own (``.add(cls)``)
+#: for a module that reads only its own parameters and keeps its outputs batched along dim 0.
+STRUCTURED_MODULES: set[type[nn.Module]] = {
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Embedding,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+}
+
+
+class _NeedsFunctional(Exception):
+    """Raised inside the structured path under implementation='auto': use the functional one."""
 
 
 class UnsupportedLayerError(ValueError):
@@ -95,7 +145,12 @@ def parametrised_modules(model: nn.Module, layers: Sequence[str] | None = None) 
             )
         found = {name: found[name] for name in found if name in set(layers)}
     if not found:
-        raise ValueError("`model` has no module with trainable parameters (requires_grad=True).")
+        frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+        raise ValueError(
+            "`model` has no module with trainable parameters (requires_grad=True)"
+            + (f"; these are frozen: {frozen[:10]}{' ...' if len(frozen) > 10 else ''}" if frozen else "")
+            + ". Unfreeze the parameters to measure (p.requires_grad_(True)), or pick `layers` that own trainable ones."
+        )
     return found
 
 
@@ -186,6 +241,14 @@ class _GenericFactors(_Factors):
         return sum(p.numel() for p in self.record.params.values())
 
     def phi(self, start: int, stop: int) -> torch.Tensor:
+        cached = getattr(self, "_cache", None)
+        if cached is not None and cached[:2] == (start, stop):
+            return cached[2]
+        rows = self._phi(start, stop)
+        self._cache = (start, stop, rows)  # shared by the blocks of adopted parameters
+        return rows
+
+    def _phi(self, start: int, stop: int) -> torch.Tensor:
         from torch.func import functional_call, vjp, vmap
 
         module = self.record.module
@@ -278,9 +341,21 @@ def _collect(
     names: dict[str, nn.Module],
     output: Callable[[nn.Module, Any], torch.Tensor] | None,
     on_unsupported: OnUnsupported,
+    strict: bool = False,
+    info: dict[str, Any] | None = None,
 ) -> tuple[dict[str, _Factors], int, int]:
-    """One forward pass with hooks and c backward passes: the factors of every layer for batch ``x``."""
+    """One forward pass with hooks and c backward passes: the factors of every layer for batch ``x``.
+
+    ``strict`` (implementation="auto"): raise ``_NeedsFunctional`` at the first sign that the hooks
+    would not be exact (unknown class, tied, parent-read or unbatched), instead of ``on_unsupported``.
+    """
     _check_no_training_batchnorm(model)
+    if strict:
+        unknown = [name for name, module in names.items() if type(module) not in STRUCTURED_MODULES]
+        if unknown:
+            raise _NeedsFunctional(f"modules of classes outside STRUCTURED_MODULES: {unknown}")
+        if tied_parameters(model):
+            raise _NeedsFunctional("tied parameters")
     owners: dict[int, list[str]] = {}
     records: dict[str, _LayerRecord] = {}
     for name, module in names.items():
@@ -292,8 +367,13 @@ def _collect(
     shared = {pid: who for pid, who in owners.items() if len(who) > 1}
     if shared:
         who = sorted({n for w in shared.values() for n in w})
+        if strict:
+            raise _NeedsFunctional("shared parameters")
         _handle_unsupported(
-            f"Parameters shared between modules {who} (weight tying) are not supported.", on_unsupported
+            f"Parameters shared between modules {who} (weight tying) are not supported by the per-layer "
+            "hooks (implementation='structured'); implementation='functional' (or 'auto') sums the "
+            "contributions of every use exactly.",
+            on_unsupported,
         )
         for name in who:
             records[name].params = {k: p for k, p in records[name].params.items() if id(p) not in shared}
@@ -309,6 +389,9 @@ def _collect(
             if parent not in records and parent not in ancestors:
                 ancestors[parent] = _LayerRecord(parent, all_modules["" if parent == "(root)" else parent], {})
 
+    n_expected = x.shape[0] if isinstance(x, torch.Tensor) else None
+    aborted: list[str] = []
+
     def make_hook(record: _LayerRecord):
         def hook(module, args, kwargs, out):
             leaves, spec = tree_flatten(out)
@@ -317,6 +400,11 @@ def _collect(
                 for k, leaf in enumerate(leaves)
                 if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.requires_grad
             ]
+            if strict and record.params and any(leaves[k].shape[:1] != (n_expected,) for k in keep):
+                # abort the forward at once: the functional engine will run instead (the flag holds even
+                # if the model's forward catches the exception)
+                aborted.append(record.name)
+                raise _NeedsFunctional(f"module {record.name!r} not batched along dim 0")
             record.calls.append(_Call(args, kwargs, [leaves[k] for k in keep], spec, keep, len(leaves)))
             # hand a copy downstream, so that in-place operations after the module leave our tensor intact
             return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) and t.requires_grad else t, out)
@@ -324,11 +412,14 @@ def _collect(
         return hook
 
     handles = []
+    watched = {id(p): p for r in records.values() for p in r.params.values()}
+    tracker = ReadTracker(model, watched)
     try:
         for record in [*records.values(), *ancestors.values()]:
             if record.params or record.name in ancestors:
                 handles.append(record.module.register_forward_hook(make_hook(record), with_kwargs=True))
-        with torch.enable_grad():
+        tracker.attach()
+        with torch.enable_grad(), tracker:
             f = model(x) if output is None else output(model, x)
             if not isinstance(f, torch.Tensor):
                 raise TypeError(
@@ -336,8 +427,11 @@ def _collect(
                     "`output=lambda model, x: ...` to select the logits."
                 )
     finally:
+        tracker.detach()
         for handle in handles:
             handle.remove()
+    if aborted:
+        raise _NeedsFunctional(f"module {aborted[0]!r} not batched along dim 0")
     n = x.shape[0] if isinstance(x, torch.Tensor) else f.shape[0]
     if f.dim() == 1:
         f = f[:, None]
@@ -351,12 +445,40 @@ def _collect(
     def batched(record: _LayerRecord) -> bool:
         return all(t.shape[:1] == (n,) for call in record.calls for t in call.outputs)
 
+    # a parameter read by another module's forward (a parent, or a second module) than its own
+    for record in records.values():
+        foreign = {}
+        for key, p in record.params.items():
+            others = tracker.readers.get(id(p), set()) - {record.name}
+            if others:
+                foreign[key] = sorted(others)
+        if not foreign:
+            continue
+        if strict:
+            raise _NeedsFunctional(f"parameters of {record.name!r} read by {foreign}")
+        if record.calls:  # its own forward used them too: the hooks would count one use only
+            prefix = "" if record.name == "(root)" else record.name + "."
+            _handle_unsupported(
+                f"Parameters {[prefix + k for k in foreign]} of module {record.name!r} "
+                f"({type(record.module).__name__}) are read by its own forward and also by the forward of "
+                f"{sorted({m for v in foreign.values() for m in v})}: per-layer hooks would count only the "
+                "first use. implementation='functional' (or 'auto') counts every use exactly.",
+                on_unsupported,
+            )
+            record.params = {k: p for k, p in record.params.items() if k not in foreign}
+            if not record.params:
+                record.calls = []
+
     for record in records.values():
         if record.params and record.calls and not batched(record):
+            if strict:
+                raise _NeedsFunctional(f"module {record.name!r} not batched along dim 0")
             bad = next(t for call in record.calls for t in call.outputs if t.shape[:1] != (n,))
             _handle_unsupported(
-                f"Module {record.name!r} returned a tensor of shape {tuple(bad.shape)}, not batched along "
-                f"the first dimension (n = {n}).",
+                f"Module {record.name!r} ({type(record.module).__name__}) returned a tensor of shape "
+                f"{tuple(bad.shape)}, not batched along the first dimension (n = {n}), so the per-layer hooks "
+                "(implementation='structured') cannot split it by example; implementation='functional' (or "
+                "'auto') runs each example alone and handles it.",
                 on_unsupported,
             )
             record.params, record.calls = {}, []
@@ -371,10 +493,16 @@ def _collect(
         for record in silent:
             m = len(record.params)
             if any(g is not None for g in used[k : k + m]):
+                if strict:
+                    raise _NeedsFunctional(f"parameters of {record.name!r} used outside its forward")
                 _adopt(record, records, ancestors, batched, on_unsupported)
             k += m
         records = {name: records.get(name) or ancestors[name] for name in all_names_in_order(model, records, ancestors)}
 
+    if info is not None:
+        kept = {id(p) for r in records.values() for p in r.params.values()}
+        info["used_ids"] = kept
+        info["dropped_ids"] = set(owners) - kept
     targets = [t for r in records.values() for call in r.calls for t in call.outputs]
     grads_flat = _output_gradients(f, targets) if targets else []
     factors: dict[str, _Factors] = {}
@@ -392,9 +520,45 @@ def _collect(
         kind = _structured_kind(record.module, record.params)
         if kind != "generic" and all(len(call.outputs) == 1 for call in record.calls):
             factors[name] = _outer_factors(record, grads, n, c)
-        else:
-            factors[name] = _GenericFactors(record, grads, n, c)
+            continue
+        generic = _GenericFactors(record, grads, n, c)
+        groups = _owner_columns(name, record.params)
+        if len(groups) == 1 and name in groups:
+            factors[name] = generic
+        else:  # parameters adopted from descendants: one block per owning module
+            for owner, columns in groups.items():
+                factors[owner] = _ColumnFactors(generic, columns)
+    order = {module_name(m): k for k, (m, _) in enumerate(model.named_modules())}
+    factors = {name: factors[name] for name in sorted(factors, key=lambda name: order.get(name, len(order)))}
     return factors, n, c
+
+
+def _owner_columns(name: str, params: dict[str, torch.Tensor]) -> dict[str, list[tuple[int, int]]]:
+    """``{owning module: [(start, stop) column ranges]}`` of a record's parameters (adopted keys hold dots)."""
+    prefix = "" if name == "(root)" else name + "."
+    groups: dict[str, list[tuple[int, int]]] = {}
+    offset = 0
+    for key, p in params.items():
+        owner = name if "." not in key else prefix + key.rsplit(".", 1)[0]
+        groups.setdefault(owner, []).append((offset, offset + p.numel()))
+        offset += p.numel()
+    return groups
+
+
+class _ColumnFactors(_Factors):
+    """Some columns of another layer's Φ rows: the parameters of one module adopted by its ancestor."""
+
+    def __init__(self, base: _GenericFactors, columns: list[tuple[int, int]]):
+        self.base = base
+        self.columns = columns
+        self.n, self.c = base.n, base.c
+
+    def width(self) -> int:
+        return sum(stop - start for start, stop in self.columns)
+
+    def phi(self, start: int, stop: int) -> torch.Tensor:
+        rows = self.base.phi(start, stop)
+        return torch.cat([rows[:, a:b] for a, b in self.columns], dim=1)
 
 
 def _adopt(
@@ -559,6 +723,118 @@ def _check_kernel_memory(rows: int, cols: int, n_kernels: int, dtype: torch.dtyp
         )
 
 
+def _check_implementation(implementation: Any) -> None:
+    if implementation not in ("auto", "structured", "functional"):
+        raise ValueError(f"`implementation` must be 'auto', 'structured' or 'functional', but got {implementation!r}.")
+
+
+class _FunctionalFactors(_Factors):
+    """Rows of Φ_ℓ read from the exact per-example Jacobians of the functional engine."""
+
+    def __init__(self, engine: FunctionalJacobian, keys: list[str]):
+        self.engine = engine
+        self.keys = keys
+        self.n, self.c = engine.n, engine.c
+
+    def width(self) -> int:
+        return sum(self.engine.params[k].numel() for k in self.keys)
+
+    def phi(self, start: int, stop: int) -> torch.Tensor:
+        return self.engine.rows(start, stop, self.keys)
+
+
+def _functional_factors(
+    model: nn.Module,
+    x: torch.Tensor,
+    names: dict[str, nn.Module],
+    output: Callable[[nn.Module, Any], torch.Tensor] | None,
+    memory_budget_gb: float,
+    chunk_size: int | None,
+) -> tuple[dict[str, _Factors], FunctionalJacobian]:
+    _check_no_training_batchnorm(model)
+    params = trainable_parameters(model, list(names))
+    # Φ of every layer is computed at once when it fits in half the budget (layers share the cache)
+    engine = FunctionalJacobian(model, x, list(params), output=output, memory_budget_gb=memory_budget_gb)
+    itemsize = torch.empty((), dtype=engine.dtype).element_size()
+    if chunk_size is not None:
+        engine.chunk_size = chunk_size
+    grouped: dict[str, list[str]] = {}
+    for key in params:
+        grouped.setdefault(owner_of(key), []).append(key)
+    if engine.n * engine.c * engine.width * itemsize <= float(memory_budget_gb) * 2**30 / 2:
+        engine.chunk(0, engine.n)
+    else:
+        engine.chunk(0, min(engine.n, engine.chunk_size))  # sets engine.method
+    factors: dict[str, _Factors] = {
+        name: _FunctionalFactors(engine, grouped[name]) for name in names if name in grouped
+    }
+    return factors, engine
+
+
+def _factors(
+    model: nn.Module,
+    x: torch.Tensor,
+    x2: torch.Tensor | None,
+    names: dict[str, nn.Module],
+    output: Callable[[nn.Module, Any], torch.Tensor] | None,
+    on_unsupported: OnUnsupported,
+    implementation: Implementation,
+    memory_budget_gb: float,
+    chunk_size: int | None,
+    report: dict[str, Any] | None,
+) -> tuple[dict[str, _Factors], dict[str, _Factors] | None, int, int, int]:
+    """The factors of every layer on ``x`` (and ``x2``), by the implementation chosen."""
+    info: dict[str, Any] = {}
+    used: list[str] = []
+    reasons: dict[str, str] = {}
+    chosen = implementation
+    factors_a = factors_b = None
+    if implementation in ("auto", "structured"):
+        try:
+            factors_a, n, c = _collect(
+                model, x, names, output, on_unsupported, strict=implementation == "auto", info=info
+            )
+            m = n
+            if x2 is not None:
+                factors_b, m, c2 = _collect(
+                    model, x2, names, output, on_unsupported, strict=implementation == "auto", info={}
+                )
+                if c2 != c:
+                    raise ValueError(f"`x` and `x2` give outputs with {c} and {c2} classes; they must agree.")
+            chosen = "structured"
+            method = "hooks"
+            ids = info.get("used_ids", set())
+            everything = dict(model.named_parameters())
+            used = [k for k, p in everything.items() if id(p) in ids]
+            reasons = {
+                k: "unsupported by the per-layer hooks"
+                for k, p in everything.items()
+                if id(p) in info.get("dropped_ids", set())
+            }
+        except _NeedsFunctional as why:
+            chosen = "functional"
+            info["reason"] = str(why)
+    if chosen == "functional":
+        factors_a, engine = _functional_factors(model, x, names, output, memory_budget_gb, chunk_size)
+        n, c = engine.n, engine.c
+        m = n
+        if x2 is not None:
+            factors_b, engine_b = _functional_factors(model, x2, names, output, memory_budget_gb, chunk_size)
+            m = engine_b.n
+            if engine_b.c != c:
+                raise ValueError(f"`x` and `x2` give outputs with {c} and {engine_b.c} classes; they must agree.")
+        method = engine.method or "vmap"
+        used = list(engine.names)
+    if report is not None:
+        from jacspec.engine.parameters import parameter_record
+
+        report.update({"implementation": chosen, "method": method, **parameter_record(model, used, reasons)})
+        if "reason" in info:
+            report["functional_because"] = info["reason"]
+    return factors_a, factors_b, n, m, c
+
+
+@with_math_attention
 def layerwise_tangent_kernels(
     model: nn.Module,
     x: torch.Tensor,
@@ -570,6 +846,8 @@ def layerwise_tangent_kernels(
     memory_budget_gb: float = 2.0,
     chunk_size: int | None = None,
     per_layer: bool = True,
+    implementation: Implementation = "auto",
+    report: dict[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Layer-wise empirical tangent kernels ``K^ℓ = Φ_ℓ(x) Φ_ℓ(x2)ᵀ`` (Baratin 2021, section 4.3.3).
 
@@ -597,6 +875,13 @@ def layerwise_tangent_kernels(
         Examples per block (default: derived from ``memory_budget_gb``).
     per_layer : bool
         Return one kernel per layer (default) or only their sum under the key ``"total"``.
+    implementation : {"auto", "structured", "functional"}
+        Per-layer hooks, the exact ``torch.func`` fallback, or the first when it is known to be exact
+        (see :mod:`jacspec.kernels` for when which).
+    report : dict, optional
+        Filled with ``implementation`` (the one that ran), ``method`` (``"hooks"``, or the functional
+        engine's ``"vmap"``/``"loop"``/``"autograd"``), ``parameters_used`` (names) and
+        ``parameters_skipped`` (``{name: reason}``, frozen parameters included).
 
     Returns
     -------
@@ -614,15 +899,13 @@ def layerwise_tangent_kernels(
     {'0': (15, 15), '2': (15, 15)}
     """
     budget = _check_options(on_unsupported, memory_budget_gb)
+    _check_implementation(implementation)
     names = parametrised_modules(model, layers)
     n = _n_examples(x)
     m = n if x2 is None else _n_examples(x2)
-    factors_a, n, c = _collect(model, x, names, output, on_unsupported)
-    factors_b = None
-    if x2 is not None:
-        factors_b, m, c2 = _collect(model, x2, names, output, on_unsupported)
-        if c2 != c:
-            raise ValueError(f"`x` and `x2` give outputs with {c} and {c2} classes; they must agree.")
+    factors_a, factors_b, n, m, c = _factors(
+        model, x, x2, names, output, on_unsupported, implementation, memory_budget_gb, chunk_size, report
+    )
     dtype, device = _output_dtype_device(factors_a, torch.get_default_dtype())
     _check_kernel_memory(n * c, m * c, (len(factors_a) if per_layer else 1), dtype, budget)
     kernels: dict[str, torch.Tensor] = {}
@@ -643,6 +926,10 @@ def _output_dtype_device(factors: dict[str, _Factors], default: torch.dtype) -> 
             return fa.g.dtype, fa.g.device
         if isinstance(fa, _GenericFactors) and fa.grads and fa.grads[0]:
             return fa.grads[0][0].dtype, fa.grads[0][0].device
+        if isinstance(fa, _FunctionalFactors):
+            return fa.engine.dtype, fa.engine.device
+        if isinstance(fa, _ColumnFactors) and fa.base.grads and fa.base.grads[0]:
+            return fa.base.grads[0][0].dtype, fa.base.grads[0][0].device
     return default, torch.device("cpu")
 
 
@@ -665,6 +952,7 @@ def tangent_kernel(model: nn.Module, x: torch.Tensor, x2: torch.Tensor | None = 
     return layerwise_tangent_kernels(model, x, x2, per_layer=False, **options)["total"]
 
 
+@with_math_attention
 def tangent_kernel_diagonal(
     model: nn.Module,
     x: torch.Tensor,
@@ -674,10 +962,13 @@ def tangent_kernel_diagonal(
     on_unsupported: OnUnsupported = "raise",
     memory_budget_gb: float = 2.0,
     chunk_size: int | None = None,
+    implementation: Implementation = "auto",
+    report: dict[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The diagonal ``K^ℓ[(i, a), (i, a)] = ‖∂f_a(x_i)/∂w_ℓ‖²`` of each layer-wise kernel, shape ``(n·c,)``.
 
-    Costs about one kernel row per example: use it for traces (``Tr K = ‖Φ‖_F²``, the complexity
+    Takes the options of :func:`layerwise_tangent_kernels` (except ``x2`` and ``per_layer``). Costs
+    about one kernel row per example: use it for traces (``Tr K = ‖Φ‖_F²``, the complexity
     measure of Baratin 2021, eq. 18) on batches whose full kernel would not fit.
 
     Examples
@@ -690,9 +981,12 @@ def tangent_kernel_diagonal(
     [5.0, 5.0, 5.0, 5.0, 5.0, 5.0]
     """
     budget = _check_options(on_unsupported, memory_budget_gb)
+    _check_implementation(implementation)
     names = parametrised_modules(model, layers)
     _n_examples(x)
-    factors, n, c = _collect(model, x, names, output, on_unsupported)
+    factors, _, n, _, c = _factors(
+        model, x, None, names, output, on_unsupported, implementation, memory_budget_gb, chunk_size, report
+    )
     dtype, device = _output_dtype_device(factors, torch.get_default_dtype())
     diagonals = {}
     for name, fa in factors.items():

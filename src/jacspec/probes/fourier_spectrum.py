@@ -43,7 +43,7 @@ def expected_input_dim(model: nn.Module) -> tuple[int | None, str]:
     """
     for layer, module in model.named_modules():
         if isinstance(module, nn.Linear):
-            return int(module.in_features), layer or type(module).__name__
+            return int(module.in_features), layer or "(root)"
         if any(True for _ in module.parameters(recurse=False)):
             return None, layer
     return None, ""
@@ -118,6 +118,9 @@ class FourierSpectrum(Probe):
         Refuse grids with more than this many points (``N^d``); use a curve or the kernel basis.
     progress : bool
         Show a progress bar over perturbation draws.
+    on_unsupported : {"raise", "warn", "ignore"}
+        Accepted by every probe for a uniform interface; here
+        the probe only evaluates the network, so no module is unsupported.
 
     Emits
     -----
@@ -170,7 +173,11 @@ class FourierSpectrum(Probe):
         batch_size: int = 65536,
         max_grid_points: int = 2**22,
         progress: bool = False,
+        on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
     ):
+        if on_unsupported not in ("raise", "warn", "ignore"):
+            raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
+        self.on_unsupported = on_unsupported
         n_points = check_positive_int(n_points, "n_points")
         if n_points < 2:
             raise ValueError(f"`n_points` must be at least 2 to have a spectrum, but got {n_points!r}.")

@@ -9,7 +9,7 @@ plotted by :func:`jacspec.plot.plot_information_plane`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -65,6 +65,16 @@ def capture(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str
             f"Module(s) {missing} did not run during model(x), so their activations could not be captured; "
             "choose modules that the forward pass calls."
         )
+    n = x.shape[0]
+    for name, value in captured.items():
+        if value.dim() == 0 or value.shape[0] != n:
+            cls = type(modules[name]).__name__ if name in modules else type(model).__name__
+            raise ValueError(
+                f"The output of module {name!r} ({cls}) has shape {tuple(value.shape)}, not one row per example "
+                f"(n = {n} along dim 0), so its activations cannot be paired with the inputs. Choose a module "
+                "whose output has examples first (e.g. an RNN with batch_first=True, or a wrapper module that "
+                "transposes its output)."
+            )
     return {name: value.reshape(value.shape[0], -1) for name, value in captured.items()}
 
 
@@ -100,6 +110,10 @@ class MutualInformation(Probe):
         the cold ``iterations``. The history keeps the cold length, NaN-padded.
     seed : int
         Seed of the estimator's private generators.
+    on_unsupported : {"raise", "warn", "ignore"}
+        Accepted by every probe for a uniform interface; here
+        activations are read by forward hooks on the named modules, whatever their class; a module whose
+        output is not a tensor with examples along dim 0 raises ValueError naming it.
 
     Emits
     -----
@@ -132,7 +146,11 @@ class MutualInformation(Probe):
         warm_start: bool = False,
         warm_start_iterations: int | None = None,
         seed: int = 0,
+        on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
     ):
+        if on_unsupported not in ("raise", "warn", "ignore"):
+            raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
+        self.on_unsupported = on_unsupported
         self._pairs, self._single = _parse_between(between)
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, but got {method!r}.")

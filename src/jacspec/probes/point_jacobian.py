@@ -30,6 +30,7 @@ import torch
 import xarray as xr
 from torch import nn
 
+from jacspec.engine.attention import math_attention
 from jacspec.probes.base import Probe
 
 __all__ = [
@@ -122,7 +123,7 @@ def input_jacobians(
         def single(xi: torch.Tensor) -> torch.Tensor:
             return _forward(model, xi.unsqueeze(0), output)[0]
 
-        with torch.enable_grad():
+        with torch.enable_grad(), math_attention():  # fused attention kernels have no batching rule
             jac = vmap(jacrev(single))(x.detach())
         with torch.no_grad():
             out = _forward(model, x.detach(), output)
@@ -303,6 +304,10 @@ class PointJacobian(Probe):
         (:func:`jacspec.fit.split_modes`, Brandão et al. 2023, 5.2 and 8.7), emitting the ``mode_*`` variables.
     progress : bool
         Show a progress bar over chunks.
+    on_unsupported : {"raise", "warn", "ignore"}
+        Accepted by every probe for a uniform interface; here
+        the Jacobian with respect to the input is taken through the whole model by autograd, so no module is
+        unsupported (integer inputs raise TypeError: they have no derivative).
 
     Emits
     -----
@@ -349,7 +354,11 @@ class PointJacobian(Probe):
         chunk_size: int | None = None,
         fit_modes: bool = False,
         progress: bool = False,
+        on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
     ):
+        if on_unsupported not in ("raise", "warn", "ignore"):
+            raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
+        self.on_unsupported = on_unsupported
         if output is not None and not callable(output):
             raise TypeError(
                 f"`output` must be a callable (model, x) -> tensor of shape (n, c), or None; got {output!r}."

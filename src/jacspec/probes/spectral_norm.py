@@ -7,6 +7,7 @@ training with 10 power iterations. A convolution kernel of shape ``(out, in, *k)
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -14,29 +15,90 @@ import torch
 import xarray as xr
 from torch import nn
 
+from jacspec.engine.parameters import module_name, parameter_record
+from jacspec.kernels import UnsupportedLayerError
 from jacspec.probes.base import Probe, probe_generator
 
-__all__ = ["SpectralNorm", "power_iteration", "weight_matrices"]
+__all__ = ["SpectralNorm", "power_iteration", "weight_matrices", "weight_matrix_views"]
 
 
-def weight_matrices(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The weight matrix of every module that owns a ``weight`` parameter with two or more dims.
+_GATES = {nn.LSTM: "ifgo", nn.GRU: "rzn"}
 
-    Returns
-    -------
-    dict
-        ``{module name: 2-D view of the weight}``, in ``named_modules()`` order.
+
+def weight_matrix_views(model: nn.Module) -> list[tuple[str, str, str, torch.Tensor]]:
+    """Every weight matrix of the model as ``(matrix name, layer, parameter name, 2-D view)``.
+
+    * a module's ``weight`` with two or more dimensions (Linear, Conv, Embedding, custom modules): one
+      matrix named by the module (``"(root)"`` for the root); a convolution kernel ``(out, in, *k)`` is
+      ``out × (in·∏k)``, a transposed one ``(in, out, *k)`` is transposed first;
+    * ``nn.MultiheadAttention``: ``in_proj_weight`` split into its query, key and value blocks
+      (``"attn.in_proj_weight[q]"``, ``[k]``, ``[v]``), or ``q_proj_weight``/``k_proj_weight``/
+      ``v_proj_weight`` when key and value sizes differ; ``out_proj`` is a Linear of its own;
+    * ``nn.LSTM``/``nn.GRU``/``nn.RNN``: every ``weight_ih_l*``/``weight_hh_l*`` split into its gate
+      blocks (LSTM ``i, f, g, o``; GRU ``r, z, n``; RNN one block), and LSTM ``weight_hr_l*``.
+
+    A Parameter shared by several modules (weight tying) is listed once, under its first module.
+
+    Examples
+    --------
+    >>> import torch
+    >>> views = weight_matrix_views(torch.nn.GRU(3, 4))
+    >>> [(name, tuple(w.shape)) for name, _, _, w in views][:3]
+    [('(root).weight_ih_l0[r]', (4, 3)), ('(root).weight_ih_l0[z]', (4, 3)), ('(root).weight_ih_l0[n]', (4, 3))]
     """
-    matrices: dict[str, torch.Tensor] = {}
+    views: list[tuple[str, str, str, torch.Tensor]] = []
+    seen: set[int] = set()
     for name, module in model.named_modules():
-        weight = module._parameters.get("weight") if hasattr(module, "_parameters") else None
-        if weight is None or weight.dim() < 2:
+        layer = module_name(name)
+        prefix = f"{name}." if name else ""
+        own = {k: p for k, p in module._parameters.items() if p is not None}
+        if isinstance(module, nn.MultiheadAttention):
+            for key in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
+                p = own.get(key)
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                if key == "in_proj_weight":
+                    for block, w in zip("qkv", p.detach().chunk(3, dim=0)):
+                        views.append((f"{layer}.{key}[{block}]", layer, prefix + key, w))
+                else:
+                    views.append((f"{layer}.{key}", layer, prefix + key, p.detach()))
             continue
+        if isinstance(module, nn.RNNBase):
+            gates = _GATES.get(type(module), "h")
+            for key, p in own.items():
+                if not key.startswith("weight_") or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                if key.startswith("weight_hr"):
+                    views.append((f"{layer}.{key}", layer, prefix + key, p.detach()))
+                    continue
+                for block, w in zip(gates, p.detach().chunk(len(gates), dim=0)):
+                    views.append((f"{layer}.{key}[{block}]", layer, prefix + key, w))
+            continue
+        weight = own.get("weight")
+        if weight is None or weight.dim() < 2 or id(weight) in seen:
+            continue
+        seen.add(id(weight))
         w = weight.detach()
         if isinstance(module, nn.modules.conv._ConvTransposeNd):
             w = w.transpose(0, 1)
-        matrices[name or type(module).__name__] = w.reshape(w.shape[0], -1)
-    return matrices
+        views.append((layer, layer, prefix + "weight", w.reshape(w.shape[0], -1)))
+    return views
+
+
+def weight_matrices(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{matrix name: 2-D view}`` of :func:`weight_matrix_views`, in ``named_modules()`` order.
+
+    A module with one weight matrix is named by the module (``"(root)"`` for the root).
+
+    Examples
+    --------
+    >>> import torch
+    >>> {k: tuple(w.shape) for k, w in weight_matrices(torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3))).items()}
+    {'0': (5, 27)}
+    """
+    return {name: w for name, _, _, w in weight_matrix_views(model)}
 
 
 def power_iteration(
@@ -97,12 +159,21 @@ class SpectralNorm(Probe):
         ``"power"``: power iteration; ``"exact"``: ``torch.linalg.matrix_norm(W, ord=2)`` (an SVD).
     seed : int
         Seed of the probe's own generator for the random starting vectors.
+    on_unsupported : {"raise", "warn", "ignore"}
+        A parameter with two or more dimensions that is not a known weight matrix (a custom module's
+        ``nn.Parameter`` named other than ``weight``, e.g. a position-embedding table): raise, warn
+        (default: the other matrices are still measured) or skip silently. Skipped parameters are always
+        recorded in ``parameters_skipped``.
 
     Emits
     -----
     spectral_norm : (layer,)
-        σ_max(W) of each module that owns a weight with two or more dimensions; ``layer`` holds module
-        names from ``named_modules()``.
+        σ_max of each module's weight matrices (the largest over them when a module has several:
+        the q/k/v blocks of ``MultiheadAttention.in_proj_weight``, the gate blocks of an LSTM/GRU);
+        ``layer`` holds module names from ``named_modules()``, the root spelled ``"(root)"``.
+    matrix_spectral_norm : (matrix,)
+        σ_max of every weight matrix (:func:`weight_matrix_views`), with coordinates ``matrix`` (e.g.
+        ``"attn.in_proj_weight[q]"``, ``"rnn.weight_hh_l0[f]"``), ``matrix_layer`` and ``matrix_shape``.
 
     Examples
     --------
@@ -116,7 +187,16 @@ class SpectralNorm(Probe):
     name = "spectral_norm"
     needs_input = False
 
-    def __init__(self, n_iterations: int = 10, method: Literal["power", "exact"] = "power", seed: int = 0):
+    def __init__(
+        self,
+        n_iterations: int = 10,
+        method: Literal["power", "exact"] = "power",
+        seed: int = 0,
+        on_unsupported: Literal["raise", "warn", "ignore"] = "warn",
+    ):
+        if on_unsupported not in ("raise", "warn", "ignore"):
+            raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
+        self.on_unsupported = on_unsupported
         if not isinstance(n_iterations, int) or isinstance(n_iterations, bool) or n_iterations < 1:
             raise ValueError(f"`n_iterations` must be a positive integer, but got {n_iterations!r}.")
         if method not in ("power", "exact"):
@@ -133,35 +213,70 @@ class SpectralNorm(Probe):
         self._generator = probe_generator(self.seed)
 
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
-        matrices = weight_matrices(model)
-        if not matrices:
+        views = weight_matrix_views(model)
+        covered = {pname for _, _, pname, _ in views}
+        unknown = [(pname, p) for pname, p in model.named_parameters() if p.dim() >= 2 and pname not in covered]
+        if unknown and self.on_unsupported != "ignore":
+            modules = dict(model.named_modules())
+            described = ", ".join(
+                f"{pname!r} of {module_name(pname.rpartition('.')[0])!r} "
+                f"({type(modules[pname.rpartition('.')[0]]).__name__}, shape {tuple(p.shape)})"
+                for pname, p in unknown
+            )
+            message = (
+                f"SpectralNorm does not know which matrix to take from {described}: only `weight` "
+                "parameters, MultiheadAttention projections and RNN weights are read."
+            )
+            if self.on_unsupported == "raise":
+                raise UnsupportedLayerError(
+                    message + " Pass on_unsupported='warn' or 'ignore' to measure the other matrices, or "
+                    "rename the parameter `weight` in its own module."
+                )
+            warnings.warn(message + " They are skipped.", stacklevel=3)
+        if not views:
             raise ValueError(
                 "`model` has no weight matrix (no module owns a `weight` parameter with two or more "
                 "dimensions), so SpectralNorm has nothing to measure."
             )
-        names, values, shapes = [], [], []
+        names, values, shapes, owners = [], [], [], []
         with torch.no_grad():
-            for layer, w in matrices.items():
+            for matrix, layer, _, w in views:
                 if self.method == "exact":
                     sigma = float(torch.linalg.matrix_norm(w, ord=2))
                 else:
-                    key = (id(model), layer)
+                    key = (id(model), matrix)
                     sigma, v = power_iteration(w, self.n_iterations, self._vectors.get(key), self._generator)
                     self._vectors[key] = v
-                names.append(layer)
+                names.append(matrix)
                 values.append(sigma)
                 shapes.append(f"{w.shape[0]}x{w.shape[1]}")
+                owners.append(layer)
+        layers = list(dict.fromkeys(owners))
+        per_layer = [max(v for v, o in zip(values, owners) if o == layer) for layer in layers]
+        reasons = {pname: "not a weight matrix (fewer than two dimensions)" for pname, p in model.named_parameters()}
+        reasons.update({pname: "not a known weight matrix" for pname, _ in unknown})
         return xr.Dataset(
             {
                 "spectral_norm": (
                     "layer",
+                    np.asarray(per_layer, dtype=np.float64),
+                    {"long_name": "largest singular value of the module's weight matrices", "units": "1"},
+                ),
+                "matrix_spectral_norm": (
+                    "matrix",
                     np.asarray(values, dtype=np.float64),
                     {"long_name": "largest singular value of the weight matrix", "units": "1"},
-                )
+                ),
             },
             coords={
-                "layer": ("layer", np.asarray(names, dtype=object), {"long_name": "module name"}),
-                "matrix_shape": ("layer", np.asarray(shapes, dtype=object), {"long_name": "rows x columns"}),
+                "layer": ("layer", np.asarray(layers, dtype=object), {"long_name": "module name"}),
+                "matrix": ("matrix", np.asarray(names, dtype=object), {"long_name": "weight matrix"}),
+                "matrix_layer": ("matrix", np.asarray(owners, dtype=object), {"long_name": "module name"}),
+                "matrix_shape": ("matrix", np.asarray(shapes, dtype=object), {"long_name": "rows x columns"}),
             },
-            attrs={"method": self.method, "n_iterations": self.n_iterations},
+            attrs={
+                "method": self.method,
+                "n_iterations": self.n_iterations,
+                **parameter_record(model, [k for k, _ in model.named_parameters() if k in covered], reasons),
+            },
         )

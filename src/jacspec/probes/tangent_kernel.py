@@ -18,6 +18,7 @@ import xarray as xr
 from torch import nn
 
 from jacspec._validation import check_labels
+from jacspec.engine.parameters import trainable_parameters
 from jacspec.kernels import (
     alignment,
     center_features,
@@ -115,6 +116,10 @@ class TangentKernel(Probe):
         Memory bound for the kernels and their blocks; too large an ``n·c`` raises before allocating.
     mode : {"eval", "train"}
         Mode of the model during the measurement (BatchNorm in train mode is refused).
+    implementation : {"auto", "structured", "functional"}
+        Per-layer hooks (``"structured"``), exact per-example Jacobians through ``torch.func``
+        (``"functional"``: any model, tied weights, Hugging Face transformers, LSTM/GRU) or the first
+        when it is known to be exact (``"auto"``, default; see :mod:`jacspec.kernels` for when which).
 
     Notes
     -----
@@ -156,7 +161,13 @@ class TangentKernel(Probe):
         on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
         memory_budget_gb: float = 2.0,
         mode: Literal["eval", "train"] = "eval",
+        implementation: Literal["auto", "structured", "functional"] = "auto",
     ):
+        if implementation not in ("auto", "structured", "functional"):
+            raise ValueError(
+                f"`implementation` must be 'auto', 'structured' or 'functional', but got {implementation!r}."
+            )
+        self.implementation = implementation
         if on_unsupported not in ("raise", "warn", "ignore"):
             raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
         if mode not in ("eval", "train"):
@@ -191,6 +202,7 @@ class TangentKernel(Probe):
         if self.max_examples is not None:
             x = x[: self.max_examples]
             y = None if y is None else y[: self.max_examples]
+        report: dict[str, Any] = {}
         kernels = layerwise_tangent_kernels(
             model,
             x,
@@ -198,6 +210,8 @@ class TangentKernel(Probe):
             output=self.output,
             on_unsupported=self.on_unsupported,
             memory_budget_gb=self.memory_budget_gb,
+            implementation=self.implementation,
+            report=report,
         )
         n = x.shape[0]
         first = next(iter(kernels.values()))
@@ -277,6 +291,14 @@ class TangentKernel(Probe):
         ds.attrs.update(
             {"n_examples": n, "n_classes": c, "center_features": int(self.center_features), "kernel_size": r}
         )
+        ds.attrs.update(
+            {
+                "implementation": report["implementation"],
+                "engine_method": report["method"],
+                "parameters_used": report["parameters_used"],
+                "parameters_skipped": report["parameters_skipped"],
+            }
+        )
         return ds
 
 
@@ -346,13 +368,9 @@ class TangentComplexity(Probe):
         trace = float(sum(float(d.double().sum()) for d in diagonals.values()))
         feature_norm = float(np.sqrt(max(trace, 0.0)))
         modules = parametrised_modules(model, self.layers)
+        # each Parameter object once (a tied weight is one set of numbers however many modules use it)
         weights = torch.cat(
-            [
-                p.detach().reshape(-1).double().cpu()
-                for module in modules.values()
-                for p in module._parameters.values()
-                if p is not None and p.requires_grad
-            ]
+            [p.detach().reshape(-1).double().cpu() for p in trainable_parameters(model, list(modules)).values()]
         )
         xd = x.detach().double()
         key = (id(model), tuple(x.shape), float(xd.sum()), float((xd**2).sum()))

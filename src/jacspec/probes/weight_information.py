@@ -17,6 +17,7 @@ from torch import nn
 
 from jacspec import information as info
 from jacspec._validation import check_labels, check_positive_int, describe
+from jacspec.engine.parameters import owner_of, parameter_record
 from jacspec.probes.base import Probe, probe_generator
 
 __all__ = ["WeightInformation", "parameter_layers"]
@@ -27,16 +28,16 @@ QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 def parameter_layers(model: nn.Module) -> dict[str, str]:
     """``{full parameter name: name of the module that owns it}`` in ``named_parameters()`` order.
 
-    A parameter owned directly by the root module is attributed to the root's class name.
+    A parameter owned directly by the root module is attributed to ``"(root)"``; a tied Parameter
+    appears once, under the module of its first name (as in ``named_parameters()``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> parameter_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    {'0.weight': '0', '0.bias': '0'}
     """
-    owner: dict[str, str] = {}
-    for module_name, module in model.named_modules():
-        for pname, p in module._parameters.items():
-            if p is None:
-                continue
-            full = f"{module_name}.{pname}" if module_name else pname
-            owner[full] = module_name or type(module).__name__
-    return {name: owner[name] for name, _ in model.named_parameters()}
+    return {name: owner_of(name) for name, _ in model.named_parameters()}
 
 
 class WeightInformation(Probe):
@@ -101,6 +102,13 @@ class WeightInformation(Probe):
         so a call is a deterministic function of the model and data.
     progress : bool
         Show tqdm progress bars.
+    on_unsupported : {"raise", "warn", "ignore"}
+        Accepted by every probe. Nothing is unsupported here: the Hessian and GGN diagonals are those of
+        the total loss with respect to each Parameter object (a tied Parameter, or one a parent module
+        reads, is differentiated as a whole, every use counted; attention runs on the math SDPA backend
+        so that forward-over-reverse products work), so no parameter is ever skipped for its module.
+        Parameters used and skipped (frozen) are recorded in the attributes ``parameters_used`` and
+        ``parameters_skipped`` (JSON).
 
     Emits
     -----
@@ -161,7 +169,11 @@ class WeightInformation(Probe):
         chunk_size: int = 64,
         seed: int = 0,
         progress: bool = False,
+        on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
     ):
+        if on_unsupported not in ("raise", "warn", "ignore"):
+            raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
+        self.on_unsupported = on_unsupported
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
             raise ValueError(f"`beta` must be a finite number > 0 (the IB Lagrange multiplier), but got {beta!r}.")
         if method not in ("laplace", "variational"):
@@ -254,6 +266,7 @@ class WeightInformation(Probe):
             "log_alpha_min": self.log_alpha_range[0],
             "log_alpha_max": self.log_alpha_range[1],
             "skipped_parameters": ", ".join(skipped),
+            **parameter_record(model, list(params), dict.fromkeys(skipped, "frozen")),
             "constant_C": 0.0,
         }
         extra: dict[str, tuple] = {}
