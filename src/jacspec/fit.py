@@ -148,7 +148,7 @@ def lognormal(values) -> LognormalFit:
 
     The estimates are in closed form: ``mu = mean(log x)``, ``sigma² = mean((log x − mu)²)``, identical
     to ``scipy.stats.lognorm.fit(values, floc=0)`` (shape ``sigma``, scale ``exp(mu)``), the fit the
-    paper uses (000, 8.5, l.418).
+    paper uses (Brandão et al. 2023, sec. 8.5).
 
     Parameters
     ----------

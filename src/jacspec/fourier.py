@@ -79,7 +79,14 @@ def grid(
 
 
 def grid_frequencies(n_points: int, interval: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
-    """Frequencies (cycles per unit) of the single-sided spectrum: ``k / (b − a)``, ``k = 0 … ⌊N/2⌋``."""
+    """Frequencies (cycles per unit) of the single-sided spectrum: ``k / (b − a)``, ``k = 0 … ⌊N/2⌋``.
+
+    Examples
+    --------
+    >>> from jacspec.fourier import grid_frequencies
+    >>> grid_frequencies(8).tolist(), grid_frequencies(8, interval=(0.0, 2.0)).tolist()
+    ([0.0, 1.0, 2.0, 3.0, 4.0], [0.0, 0.5, 1.0, 1.5, 2.0])
+    """
     length = float(interval[1]) - float(interval[0])
     return np.arange(n_points // 2 + 1, dtype=np.float64) / length
 
@@ -99,6 +106,16 @@ def single_sided_coefficients(values: torch.Tensor, dim: int = -1) -> torch.Tens
     ``c_k = w_k F_k`` with ``w_k`` as in :func:`single_sided_amplitude` (1/N at 0 and Nyquist, 2/N
     elsewhere); ``|c_k|`` is the amplitude and averaging ``c_k`` over several functions before taking
     the modulus gives the spectrum of their mean.
+
+    Examples
+    --------
+    >>> import math
+    >>> import torch
+    >>> from jacspec.fourier import single_sided_coefficients
+    >>> z = torch.arange(8, dtype=torch.float64) / 8
+    >>> coefficients = single_sided_coefficients(2.0 * torch.cos(2 * math.pi * z) + 0.5)
+    >>> coefficients.abs().round(decimals=6)  # the mean, then amplitude 2 at frequency 1
+    tensor([0.5000, 2.0000, 0.0000, 0.0000, 0.0000], dtype=torch.float64)
     """
     n_points = values.shape[dim]
     coefficients = torch.fft.rfft(values, dim=dim)
@@ -180,6 +197,18 @@ def radial_amplitude(values: torch.Tensor, n_dims: int) -> tuple[torch.Tensor, t
         Shape ``(..., ⌊N/2⌋ + 1)``.
     shell_size : torch.Tensor
         Number of lattice frequencies in each shell, shape ``(⌊N/2⌋ + 1,)``.
+
+    Examples
+    --------
+    >>> import math
+    >>> import torch
+    >>> from jacspec.fourier import radial_amplitude
+    >>> n = 32
+    >>> z = torch.arange(n, dtype=torch.float64) / n
+    >>> wave = torch.sin(2 * math.pi * 3 * z)[:, None].expand(n, n)  # a plane wave with |k| = 3, amplitude 1
+    >>> amplitude, mean_amplitude, shell_size = radial_amplitude(wave, n_dims=2)
+    >>> round(float(amplitude[3]), 6)
+    1.0
     """
     shape = tuple(values.shape[-n_dims:])
     n_points = shape[0]
@@ -198,7 +227,16 @@ def radial_amplitude(values: torch.Tensor, n_dims: int) -> tuple[torch.Tensor, t
 
 
 def rbf_kernel(x: torch.Tensor, bandwidth: float) -> torch.Tensor:
-    """Gaussian RBF kernel matrix ``K_ij = exp(−‖x_i − x_j‖² / σ²)`` (Baratin 2021, A.1.4 eq. 1)."""
+    """Gaussian RBF kernel matrix ``K_ij = exp(−‖x_i − x_j‖² / σ²)`` (Baratin 2021, A.1.4 eq. 1).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.fourier import rbf_kernel
+    >>> rbf_kernel(torch.tensor([[0.0], [1.0]], dtype=torch.float64), bandwidth=1.0)  # exp(-1) off the diagonal
+    tensor([[1.0000, 0.3679],
+            [0.3679, 1.0000]], dtype=torch.float64)
+    """
     flat = x.reshape(x.shape[0], -1)
     flat = flat if flat.is_floating_point() else flat.double()
     sq = torch.cdist(flat, flat).pow(2)
@@ -206,7 +244,15 @@ def rbf_kernel(x: torch.Tensor, bandwidth: float) -> torch.Tensor:
 
 
 def median_bandwidth(x: torch.Tensor) -> float:
-    """Median heuristic: σ = median of the pairwise Euclidean distances ``‖x_i − x_j‖``, ``i < j``."""
+    """Median heuristic: σ = median of the pairwise Euclidean distances ``‖x_i − x_j‖``, ``i < j``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.fourier import median_bandwidth
+    >>> median_bandwidth(torch.tensor([[0.0], [1.0], [3.0]]))  # distances 1, 2, 3
+    2.0
+    """
     flat = x.reshape(x.shape[0], -1)
     flat = flat if flat.is_floating_point() else flat.double()
     n = flat.shape[0]
@@ -232,6 +278,17 @@ def kernel_eigenbasis(x: torch.Tensor, bandwidth: float | None = None) -> tuple[
         largest modulus is positive.
     bandwidth : float
         σ used (the median heuristic when ``bandwidth`` is None).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.fourier import kernel_eigenbasis
+    >>> x = torch.rand(50, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    >>> eigenvalues, eigenvectors, bandwidth = kernel_eigenbasis(x)
+    >>> bool((eigenvalues[:-1] >= eigenvalues[1:]).all()), eigenvectors.shape
+    (True, torch.Size([50, 50]))
+    >>> bool(torch.allclose(eigenvectors.T @ eigenvectors, torch.eye(50, dtype=torch.float64), atol=1e-8))
+    True
     """
     sigma = median_bandwidth(x) if bandwidth is None else float(bandwidth)
     kernel = rbf_kernel(x.double(), sigma)
@@ -248,6 +305,14 @@ def kernel_spectrum(values: torch.Tensor, eigenvectors: torch.Tensor) -> torch.T
 
     Returns the signed projections, shape ``(n_eigen,)`` or ``(c, n_eigen)``; their squares sum to
     ``‖f‖²`` (Parseval) when all eigenvectors are used.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.fourier import kernel_spectrum
+    >>> basis = torch.eye(3, dtype=torch.float64)
+    >>> kernel_spectrum(torch.tensor([3.0, -4.0, 0.0], dtype=torch.float64), basis)  # f · v_n
+    tensor([ 3., -4.,  0.], dtype=torch.float64)
     """
     v = eigenvectors.to(values.dtype)
     if values.dim() == 1:

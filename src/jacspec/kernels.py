@@ -50,6 +50,7 @@ raises).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -108,7 +109,14 @@ class _NeedsFunctional(Exception):
 
 
 class UnsupportedLayerError(ValueError):
-    """A parametrised module whose contribution to the tangent kernel cannot be computed."""
+    """A parametrised module whose contribution to the tangent kernel cannot be computed.
+
+    Examples
+    --------
+    >>> from jacspec.kernels import UnsupportedLayerError
+    >>> issubclass(UnsupportedLayerError, ValueError)
+    True
+    """
 
 
 # --------------------------------------------------------------------------------------------------
@@ -130,6 +138,14 @@ def parametrised_modules(model: nn.Module, layers: Sequence[str] | None = None) 
     -------
     dict
         ``{name: module}`` in ``named_modules()`` order; the root module is named ``"(root)"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.kernels import parametrised_modules
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> list(parametrised_modules(model))
+    ['0', '2']
     """
     found: dict[str, nn.Module] = {}
     for name, module in model.named_modules():
@@ -1006,6 +1022,15 @@ def center_features(kernel: torch.Tensor, n: int, c: int, m: int | None = None) 
 
     For a sample-major ``(n·c) × (m·c)`` kernel this is ``(C_n ⊗ I_c) K (C_m ⊗ I_c)`` with
     ``C_n = I − 11ᵀ/n`` (Baratin 2021, section 4.3.1: results are reported for centered features).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.kernels import center_features
+    >>> phi = torch.randn(4 * 2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))  # n=4, c=2
+    >>> centered = center_features(phi @ phi.T, n=4, c=2)
+    >>> bool(torch.allclose(centered.reshape(4, 2, 4, 2).sum(dim=0), torch.zeros(2, 4, 2, dtype=torch.float64)))
+    True
     """
     m = n if m is None else m
     k4 = kernel.reshape(n, c, m, c)
@@ -1019,25 +1044,54 @@ def effective_rank(eigenvalues: np.ndarray) -> float:
 
     Eigenvalues below zero (round-off of a positive semi-definite matrix) count as zero, and
     ``0 log 0 = 0``. Returns NaN for a zero kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec.kernels import effective_rank
+    >>> round(effective_rank(np.array([1.0, 1.0, 1.0, 0.0])), 6), round(effective_rank(np.array([5.0, 0.0])), 6)
+    (3.0, 1.0)
     """
     lam = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None)
-    total = lam.sum()
-    if not total > 0:
+    largest = lam.max() if lam.size else 0.0
+    if not largest > 0 or not np.isfinite(largest):
         return float("nan")
-    mu = lam[lam > 0] / total
+    lam = lam / largest  # scale-free, and the sum cannot overflow near the float64 maximum
+    mu = lam[lam > 0] / lam.sum()
     return float(np.exp(-(mu * np.log(mu)).sum()))
 
 
 def trace_ratios(eigenvalues: np.ndarray, ks: Sequence[int]) -> np.ndarray:
-    """``T_k = Σ_{j<k} λ_j / Σ_j λ_j``, the share of the trace in the top ``k`` eigenvalues (Baratin 2021, eq. 6)."""
-    lam = np.sort(np.asarray(eigenvalues, dtype=np.float64))[::-1]
-    cumulative = np.cumsum(lam)
-    total = cumulative[-1] if lam.size else np.nan
-    return np.array([cumulative[k - 1] / total for k in ks], dtype=np.float64)
+    """``T_k = Σ_{j<k} λ_j / Σ_j λ_j``, the share of the trace in the top ``k`` eigenvalues (Baratin 2021, eq. 6).
+
+    Eigenvalues below zero (round-off of a positive semi-definite matrix) count as zero, as in
+    :func:`effective_rank`, so ``T_k`` is non-decreasing in ``k`` and at most 1; NaN for a zero kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacspec.kernels import trace_ratios
+    >>> trace_ratios(np.array([4.0, 3.0, 2.0, 1.0]), ks=[1, 2, 4])
+    array([0.4, 0.7, 1. ])
+    """
+    lam = np.sort(np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None))[::-1]
+    largest = lam[0] if lam.size else 0.0
+    if not largest > 0 or not np.isfinite(largest):
+        return np.full(len(ks), np.nan)
+    cumulative = np.cumsum(lam / largest)
+    return np.array([cumulative[k - 1] / cumulative[-1] for k in ks], dtype=np.float64)
 
 
 def label_vector(y: torch.Tensor, c: int) -> torch.Tensor:
-    """``Y ∈ R^{n·c}``: the one-hot labels of the ``n`` examples concatenated (sample-major)."""
+    """``Y ∈ R^{n·c}``: the one-hot labels of the ``n`` examples concatenated (sample-major).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.kernels import label_vector
+    >>> label_vector(torch.tensor([2, 0]), c=3)
+    tensor([0, 0, 1, 1, 0, 0])
+    """
     return F.one_hot(y.long(), c).reshape(-1)
 
 
@@ -1047,6 +1101,14 @@ def centered_kernel_alignment(kernel: torch.Tensor, other: torch.Tensor) -> floa
     ``other`` is either an ``r × r`` kernel or a vector ``v`` standing for the rank-one kernel ``v vᵀ``
     (e.g. the label vector: ``CKA(K, Y Yᵀ)``), which is not formed; ``kernel`` is then taken to be
     symmetric. Computed in float64.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.kernels import centered_kernel_alignment
+    >>> y = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
+    >>> round(centered_kernel_alignment(3.0 * torch.outer(y, y), torch.outer(y, y)), 12)
+    1.0
     """
     if other.dim() == 1:
         # rank-one K' = v vᵀ: Tr[K_c K'_c] = v_cᵀ K v_c with v_c = C v, ‖K'_c‖_F = ‖v_c‖², and for a
@@ -1057,20 +1119,43 @@ def centered_kernel_alignment(kernel: torch.Tensor, other: torch.Tensor) -> floa
         v = v - v.mean()
         row_sums = k.sum(1)
         norm_sq = (k * k).sum() - 2.0 / r * (row_sums @ row_sums) + row_sums.sum() ** 2 / r**2
-        return float((v @ k @ v) / (norm_sq.clamp_min(0).sqrt() * (v @ v)))
+        return _ratio(v @ k @ v, norm_sq.clamp_min(0).sqrt() * (v @ v), "CKA")
     k = _centered(kernel.double())
     o = _centered(other.double().to(k.device))
-    return float((k * o).sum() / (torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(o)))
+    return _ratio((k * o).sum(), torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(o), "CKA")
 
 
 def alignment(kernel: torch.Tensor, other: torch.Tensor) -> float:
-    """Uncentered kernel alignment ``Tr[K K'] / (‖K‖_F ‖K'‖_F)`` (Baratin 2021, Fig. B.6); ``other`` as in CKA."""
+    """Uncentered kernel alignment ``Tr[K K'] / (‖K‖_F ‖K'‖_F)`` (Baratin 2021, Fig. B.6); ``other`` as in CKA.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.kernels import alignment
+    >>> kernel = torch.tensor([[2.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    >>> round(alignment(kernel, torch.eye(2, dtype=torch.float64)), 12)  # proportional kernels align perfectly
+    1.0
+    """
     k = kernel.double()
     if other.dim() == 1:
         v = other.double().to(k.device)
-        return float((v @ k @ v) / (torch.linalg.matrix_norm(k) * (v @ v)))
+        return _ratio(v @ k @ v, torch.linalg.matrix_norm(k) * (v @ v), "alignment")
     o = other.double().to(k.device)
-    return float((k * o).sum() / (torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(o)))
+    return _ratio((k * o).sum(), torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(o), "alignment")
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, what: str) -> float:
+    """``numerator / denominator``, or NaN with a RuntimeWarning when the denominator is zero (never silently)."""
+    numerator, denominator = float(numerator), float(denominator)
+    if denominator > 0 and math.isfinite(denominator):
+        return numerator / denominator
+    warnings.warn(
+        f"{what} is undefined here: a (centred) kernel is zero, e.g. a constant kernel or labels that are all "
+        "the same class; NaN is returned. Measure on a batch with several classes.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return float("nan")
 
 
 def _centered(kernel: torch.Tensor) -> torch.Tensor:

@@ -38,25 +38,76 @@ Callback = Callable[[int, "str | None", str, xr.Dataset], Any]
 
 class StopTraining(Exception):
     """Raise from a monitor callback to stop training: it propagates out of ``monitor.step`` (and so
-    out of ``optimizer.step()`` when the monitor is attached) after the step has been written."""
+    out of ``optimizer.step()`` when the monitor is attached) after the step has been written.
+
+    Examples
+    --------
+    >>> from jacspec.monitor import StopTraining
+    >>> def stop_when_diverged(step, results):
+    ...     if step > 1000:
+    ...         raise StopTraining(f"stopped at step {step}")
+    """
 
 
 class CallbackError(RuntimeWarning):
-    """Warning category for a callback that raised (the run file is intact)."""
+    """Warning category for a callback that raised (the run file is intact).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import jacspec
+    >>> from jacspec.monitor import CallbackError
+    >>> from jacspec.probes import SpectralNorm
+    >>> monitor = jacspec.Monitor(torch.nn.Linear(2, 2), [SpectralNorm()], every=1, path=None)
+    >>> monitor.add_callback(lambda step, results: 1 / 0)  # doctest: +SKIP
+    >>> monitor.step(0)  # doctest: +SKIP
+    Traceback (most recent call last):
+    CallbackError: ...
+    """
 
 
 class ProbeErrorWarning(RuntimeWarning):
     """Warning category for a probe that raised inside a Monitor with ``on_error="warn"``: the failure is
-    recorded in ``monitor.errors`` and in the run's ``errors`` group, and training goes on."""
+    recorded in ``monitor.errors`` and in the run's ``errors`` group, and training goes on.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from jacspec.monitor import ProbeErrorWarning
+    >>> warnings.simplefilter("error", ProbeErrorWarning)  # doctest: +SKIP
+    """
 
 
 class StepOrderWarning(UserWarning):
-    """Warning category for a step number that is not after the last probed step: that step is not probed."""
+    """Warning category for a step number that is not after the last probed step: that step is not probed.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from jacspec.monitor import StepOrderWarning
+    >>> issubclass(StepOrderWarning, UserWarning)
+    True
+    """
 
 
 class MonitorClosedError(RuntimeError, ValueError):
     """Raised when a closed :class:`Monitor` is stepped or attached again. Create a new Monitor (with
-    ``resume=True`` to continue the same run file)."""
+    ``resume=True`` to continue the same run file).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import jacspec
+    >>> from jacspec.monitor import MonitorClosedError
+    >>> from jacspec.probes import SpectralNorm
+    >>> monitor = jacspec.Monitor(torch.nn.Linear(2, 2), [SpectralNorm()], every=1, path=None)
+    >>> monitor.close()
+    >>> try:
+    ...     monitor.step(1)
+    ... except MonitorClosedError:
+    ...     print("closed")
+    closed
+    """
 
 
 class ProbeFailure(NamedTuple):
@@ -64,6 +115,17 @@ class ProbeFailure(NamedTuple):
 
     Attributes: ``step``, ``probe`` (its name), ``split`` (None for probes without data), ``error_type``
     (the exception's class name), ``message`` (its text), ``exception`` (the exception object).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import jacspec
+    >>> from jacspec.probes import Performance
+    >>> monitor = jacspec.Monitor(torch.nn.Linear(2, 3), [Performance()], data={"train": (torch.randn(4, 2), None)},
+    ...                           every=1, path=None)  # doctest: +SKIP
+    >>> monitor.step(0)  # doctest: +SKIP
+    >>> monitor.errors[0].probe, monitor.errors[0].error_type  # doctest: +SKIP
+    ('performance', 'ValueError')
     """
 
     step: int

@@ -60,6 +60,12 @@ def available_probes() -> dict[str, type[Probe]]:
         my_probe = "my_package.probes:MyProbe"
 
     Entry points are loaded only when this function is called.
+
+    Examples
+    --------
+    >>> from jacspec.probes import available_probes
+    >>> {"tangent_kernel", "point_jacobian", "spectral_norm"} <= set(available_probes())
+    True
     """
     probes: dict[str, type[Probe]] = {}
     for cls_name, module in _BUILTIN.items():
@@ -80,7 +86,14 @@ def available_probes() -> dict[str, type[Probe]]:
 
 
 def get_probe(name: str, **options: Any) -> Probe:
-    """Instantiate a probe by its ``name`` (built-in or registered), e.g. ``get_probe("spectral_norm")``."""
+    """Instantiate a probe by its ``name`` (built-in or registered), e.g. ``get_probe("spectral_norm")``.
+
+    Examples
+    --------
+    >>> from jacspec.probes import get_probe
+    >>> type(get_probe("spectral_norm", n_iterations=20)).__name__
+    'SpectralNorm'
+    """
     probes = available_probes()
     if name not in probes:
         raise ValueError(f"Unknown probe {name!r}; expected one of {sorted(probes)}.")

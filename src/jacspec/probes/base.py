@@ -86,6 +86,17 @@ def preserve_model_state(model: nn.Module, mode: str | None = "eval") -> Iterato
     ``.grad`` (same tensor object, same values), buffers (e.g. BatchNorm running statistics), hooks
     added to any submodule or globally, ``torch.is_grad_enabled()``, the torch default dtype, and the
     torch (CPU and initialised CUDA devices), numpy and Python global RNG states.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.base import preserve_model_state
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5)).train()
+    >>> with preserve_model_state(model):
+    ...     model.training
+    False
+    >>> model.training
+    True
     """
     if mode not in ("eval", "train", None):
         raise ValueError(f"`mode` must be one of 'eval', 'train' or None, but got {mode!r}.")
@@ -144,7 +155,17 @@ def preserve_model_state(model: nn.Module, mode: str | None = "eval") -> Iterato
 
 
 def probe_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
-    """A private ``torch.Generator`` for a probe's randomness (never the global RNG)."""
+    """A private ``torch.Generator`` for a probe's randomness (never the global RNG).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.base import probe_generator
+    >>> state = torch.get_rng_state()
+    >>> _ = torch.randn(3, generator=probe_generator(0))
+    >>> bool(torch.equal(state, torch.get_rng_state()))  # the global RNG is untouched
+    True
+    """
     generator = torch.Generator(device=device)
     if seed is None:
         generator.seed()

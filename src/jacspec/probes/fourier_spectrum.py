@@ -40,6 +40,13 @@ def expected_input_dim(model: nn.Module) -> tuple[int | None, str]:
         layer with parameters is not an ``nn.Linear`` (then the grid's dimension is not checked in advance).
     layer : str
         The module's name (for error messages).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.fourier_spectrum import expected_input_dim
+    >>> expected_input_dim(torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)))[0]
+    3
     """
     for layer, module in model.named_modules():
         if isinstance(module, nn.Linear):

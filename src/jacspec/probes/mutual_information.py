@@ -35,6 +35,14 @@ def capture(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str
 
     Activations are the outputs of the named modules (the first tensor when a module returns a tuple),
     captured by forward hooks that are removed in ``finally``, even when the forward pass raises.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.mutual_information import capture
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> {name: tuple(value.shape) for name, value in capture(model, torch.randn(5, 3), ["1"]).items()}
+    {'1': (5, 4), 'output': (5, 2)}
     """
     modules = dict(model.named_modules())
     captured: dict[str, torch.Tensor] = {}

@@ -22,6 +22,17 @@ class Performance(Probe):
         Mean cross-entropy, nats.
     accuracy : ()
         Fraction of examples whose arg-max logit is the label.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes import Performance
+    >>> model = torch.nn.Linear(2, 2)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.copy_(torch.eye(2)), model.bias.zero_()
+    >>> ds = Performance().measure(model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+    >>> float(ds["accuracy"])
+    0.5
     """
 
     name = "performance"

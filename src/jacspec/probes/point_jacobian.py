@@ -102,6 +102,15 @@ def input_jacobians(
         Shape ``(n, c, d)`` with ``d = prod(input_shape)``, dtype of ``x``.
     outputs : torch.Tensor
         The output ``(n, c)`` at ``x`` (detached).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.point_jacobian import input_jacobians
+    >>> model = torch.nn.Linear(3, 2, bias=False)
+    >>> jacobians, outputs = input_jacobians(model, torch.randn(4, 3))
+    >>> jacobians.shape, bool(torch.allclose(jacobians[0], model.weight))
+    (torch.Size([4, 2, 3]), True)
     """
     _check_float_input(x)
     n = x.shape[0]
@@ -161,6 +170,13 @@ def jacobian_singular_values(jacobians: torch.Tensor, method: SpectrumMethod = "
     torch.Tensor
         Shape ``(n, min(c, d))``, float64, descending along the last axis. A matrix with a NaN or inf
         entry gets NaN singular values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.point_jacobian import jacobian_singular_values
+    >>> jacobian_singular_values(torch.diag(torch.tensor([1.0, 3.0]))[None])
+    tensor([[3., 1.]], dtype=torch.float64)
     """
     if jacobians.dim() != 3:
         raise ValueError(f"`jacobians` must have shape (n, c, d), but got shape {tuple(jacobians.shape)}.")
@@ -201,7 +217,7 @@ def jacobian_singular_values(jacobians: torch.Tensor, method: SpectrumMethod = "
 
 
 def per_example_singular_values(model: nn.Module, x: torch.Tensor, output: OutputFn | None = None) -> torch.Tensor:
-    """The paper's method (000, 8.5): ``torch.autograd.functional.jacobian`` + ``svdvals`` per example.
+    """Brandão et al. 2023's method (sec. 8.5): ``torch.autograd.functional.jacobian`` + ``svdvals`` per example.
 
     A slow, obvious reference for :func:`point_jacobian_singular_values`.
 
@@ -209,6 +225,16 @@ def per_example_singular_values(model: nn.Module, x: torch.Tensor, output: Outpu
     -------
     torch.Tensor
         Shape ``(n, min(c, d))``, descending, dtype of ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.point_jacobian import per_example_singular_values
+    >>> model = torch.nn.Linear(2, 2, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.copy_(torch.diag(torch.tensor([2.0, 0.5])))
+    >>> per_example_singular_values(model, torch.randn(3, 2))[0]
+    tensor([2.0000, 0.5000])
     """
     _check_float_input(x)
     values = []
@@ -252,6 +278,18 @@ def point_jacobian_singular_values(
         ``(n, min(c, d))`` float64, descending; NaN rows for examples whose Jacobian is not finite.
     outputs : torch.Tensor
         The output ``(n, c)`` at ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.point_jacobian import per_example_singular_values, point_jacobian_singular_values
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+    >>> x = torch.randn(6, 5, dtype=torch.float64)
+    >>> fast, _ = point_jacobian_singular_values(model, x)
+    >>> bool(torch.allclose(fast, per_example_singular_values(model, x)))  # the paper's loop gives the same
+    True
     """
     _check_float_input(x)
     if jacobian not in ("auto", "batched", "vmap", "loop"):
@@ -283,7 +321,7 @@ class PointJacobian(Probe):
 
     For each example ``x_k`` (flattened to ``d`` features) the probe computes the singular values of
     ``J_k = ∂f(x_k)/∂x ∈ R^{c×d}``, ``f`` the logits (or ``output(model, x)``), and the paper's
-    complexity measure ``E[log σ]`` (000, 4.3, eq. 5), the mean of ``log σ`` over examples and
+    complexity measure ``E[log σ]`` (Brandão et al. 2023, sec. 4.3, eq. 5), the mean of ``log σ`` over examples and
     components.
 
     Parameters

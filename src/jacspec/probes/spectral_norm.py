@@ -126,6 +126,15 @@ def power_iteration(
         ``‖W v‖`` after the last iteration, a lower bound of σ_max that converges to it.
     v : torch.Tensor
         The last right singular vector estimate (to warm-start the next call).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.spectral_norm import power_iteration
+    >>> sigma, vector = power_iteration(torch.diag(torch.tensor([3.0, 1.0])), n_iterations=50,
+    ...                                 generator=torch.Generator().manual_seed(0))
+    >>> round(sigma, 6)
+    3.0
     """
     if matrix.dim() != 2:
         raise ValueError(f"`matrix` must be 2-D, but got shape {tuple(matrix.shape)}.")

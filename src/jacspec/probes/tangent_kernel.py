@@ -43,6 +43,13 @@ def kernel_eigenvalues(kernel: torch.Tensor) -> np.ndarray:
     On CPU the decomposition runs on one thread: ``eigvalsh`` gains little from threads at these sizes
     and, on a machine whose cores are oversubscribed, a multi-threaded LAPACK call can be many times
     slower than a single-threaded one. The thread count is restored afterwards.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.probes.tangent_kernel import kernel_eigenvalues
+    >>> kernel_eigenvalues(torch.tensor([[2.0, 1.0], [1.0, 2.0]]))
+    array([3., 1.])
     """
     k = kernel.detach()
     if k.shape[0] <= _FLOAT64_EIGEN_LIMIT:
@@ -303,7 +310,14 @@ class TangentKernel(Probe):
 
 
 def complexity_measure(update_norms: Sequence[float], feature_norms: Sequence[float]) -> float:
-    """``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` (Baratin 2021, eq. 18), ``‖Φ_t‖_F = √Tr K_t`` (footnote 12)."""
+    """``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` (Baratin 2021, eq. 18), ``‖Φ_t‖_F = √Tr K_t`` (footnote 12).
+
+    Examples
+    --------
+    >>> from jacspec.probes.tangent_kernel import complexity_measure
+    >>> complexity_measure(update_norms=[0.1, 0.2], feature_norms=[10.0, 5.0])  # 0.1·10 + 0.2·5
+    2.0
+    """
     u = np.asarray(update_norms, dtype=np.float64)
     f = np.asarray(feature_norms, dtype=np.float64)
     if u.shape != f.shape:
