@@ -95,7 +95,9 @@ def train(
                 ds = xr.Dataset(
                     {
                         "normalized_amplitude": spectrum.measure(model)["normalized_amplitude"],
-                        "spectral_norm": norms.measure(model)["spectral_norm"].drop_vars("matrix_shape", errors="ignore"),
+                        "spectral_norm": norms.measure(model)["spectral_norm"].drop_vars(
+                            "matrix_shape", errors="ignore"
+                        ),
                         "loss": ((), loss, {"long_name": "mean squared error", "units": "1"}),
                     }
                 )
