@@ -9,6 +9,7 @@ measure ``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` (eq. 18), accumulated by :class
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -68,6 +69,16 @@ def kernel_eigenvalues(kernel: torch.Tensor) -> np.ndarray:
         if single:
             torch.set_num_threads(threads)
     return values.cpu().numpy().astype(np.float64)[::-1].copy()
+
+
+def _finite_or_nan(fn: Callable[..., Any], kernel: torch.Tensor, size: int | None, *args: Any) -> Any:
+    """``fn(kernel, *args)``, or NaN (``size`` NaNs for a spectrum) when the kernel has a NaN or inf entry.
+
+    A non-finite kernel never reaches an eigendecomposition (LinAlgError) or a ratio (a silent NaN).
+    """
+    if bool(torch.isfinite(kernel).all()):
+        return fn(kernel, *args)
+    return np.full(size, np.nan) if size is not None else float("nan")
 
 
 def _check_ks(trace_ks: Sequence[int]) -> tuple[int, ...]:
@@ -281,7 +292,10 @@ class TangentKernel(Probe):
         if self.center_features:
             kernels = {name: center_features(k, n, c) for name, k in kernels.items()}
         total = sum(kernels.values())
-        eigenvalues = kernel_eigenvalues(total)
+        nonfinite = int((~torch.isfinite(total)).sum())
+        if nonfinite:
+            self._warn_nonfinite(nonfinite, total.numel())
+        eigenvalues = _finite_or_nan(kernel_eigenvalues, total, total.shape[0])
         r = eigenvalues.size
         ks = [k for k in self.trace_ks if k <= r]
         data: dict[str, Any] = {
@@ -297,6 +311,11 @@ class TangentKernel(Probe):
             "mean_eigenvalue": ((), eigenvalues.mean(), _attrs("mean eigenvalue", "output**2")),
             "median_eigenvalue": ((), float(np.median(eigenvalues)), _attrs("median eigenvalue", "output**2")),
             "trace": ((), float(torch.trace(total).double()), _attrs("trace of the tangent kernel", "output**2")),
+            "nonfinite_count": (
+                (),
+                nonfinite,
+                _attrs("NaN or inf entries of the kernel (then every statistic is NaN)"),
+            ),
         }
         names = list(kernels)
         data["layer_trace"] = (
@@ -305,7 +324,7 @@ class TangentKernel(Probe):
             _attrs("trace of the layer-wise tangent kernel", "output**2"),
         )
         if self.layer_statistics:
-            spectra = [kernel_eigenvalues(k) for k in kernels.values()]
+            spectra = [_finite_or_nan(kernel_eigenvalues, k, k.shape[0]) for k in kernels.values()]
             data["layer_effective_rank"] = (
                 "layer",
                 np.array([effective_rank(s) for s in spectra]),
@@ -320,16 +339,24 @@ class TangentKernel(Probe):
         if use_labels:
             y = check_labels(y, n, n_classes=c, probe=self.name)
             labels = label_vector(y, c).to(total.device)
-            data["cka_labels"] = ((), centered_kernel_alignment(total, labels), _attrs("CKA(K, YY^T) (eq. 7)"))
-            data["alignment_labels"] = ((), alignment(total, labels), _attrs("uncentered alignment with YY^T"))
+            data["cka_labels"] = (
+                (),
+                _finite_or_nan(centered_kernel_alignment, total, None, labels),
+                _attrs("CKA(K, YY^T) (eq. 7)"),
+            )
+            data["alignment_labels"] = (
+                (),
+                _finite_or_nan(alignment, total, None, labels),
+                _attrs("uncentered alignment with YY^T"),
+            )
             data["layer_cka_labels"] = (
                 "layer",
-                np.array([centered_kernel_alignment(k, labels) for k in kernels.values()]),
+                np.array([_finite_or_nan(centered_kernel_alignment, k, None, labels) for k in kernels.values()]),
                 _attrs("CKA of the layer-wise kernel with YY^T"),
             )
             data["layer_alignment_labels"] = (
                 "layer",
-                np.array([alignment(k, labels) for k in kernels.values()]),
+                np.array([_finite_or_nan(alignment, k, None, labels) for k in kernels.values()]),
                 _attrs("uncentered alignment of the layer-wise kernel with YY^T"),
             )
         coords: dict[str, Any] = {
@@ -368,6 +395,18 @@ class TangentKernel(Probe):
             }
         )
         return ds
+
+    def _warn_nonfinite(self, count: int, size: int) -> None:
+        if getattr(self, "_warned_nonfinite", False):
+            return  # once per probe: a diverged run would repeat it at every probed step
+        self._warned_nonfinite = True
+        warnings.warn(
+            f"TangentKernel: {count} of {size} kernel entries are NaN or inf (non-finite weights, inputs or "
+            "outputs: has training diverged?); this step's statistics are NaN and `nonfinite_count` says how many "
+            "entries were bad. Further steps with the same problem are not reported again.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     # -- the matrix-free path ----------------------------------------------------------------------
 
@@ -410,7 +449,7 @@ class TangentKernel(Probe):
         )
 
     def _measure_lanczos(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> xr.Dataset:
-        from jacspec.matrix_free import matrix_free_statistics
+        from jacspec.matrix_free import MatrixFreeStatistics, matrix_free_statistics
 
         n = x.shape[0]
         c = self._n_outputs(model, x)
@@ -431,18 +470,36 @@ class TangentKernel(Probe):
         use_labels = y is not None and self.cka is not False
         if use_labels:
             y = check_labels(y, n, n_classes=c, probe=self.name)
-        stats = matrix_free_statistics(
-            model,
-            x,
-            y if use_labels else None,
-            top_k=top_k,
-            output=self.output,
-            center_features=self.center_features,
-            probes=16,
-            steps=25,
-            tol=1e-6,
-            seed=0,
-        )
+        with torch.no_grad():
+            outputs = model(x) if self.output is None else self.output(model, x)
+        nonfinite = int((~torch.isfinite(outputs)).sum())
+        if nonfinite:  # Lanczos on a NaN operator would end in a LinAlgError: NaN statistics instead
+            self._warn_nonfinite(nonfinite, outputs.numel())
+            names = [name.rpartition(".")[0] or "(root)" for name, p in model.named_parameters() if p.requires_grad]
+            layers = list(dict.fromkeys(names))
+            stats = MatrixFreeStatistics(
+                np.full(top_k, np.nan),
+                math.nan,
+                {m: math.nan for m in layers},
+                math.nan,
+                math.nan,
+                math.nan if use_labels else None,
+                math.nan if use_labels else None,
+                0,
+            )
+        else:
+            stats = matrix_free_statistics(
+                model,
+                x,
+                y if use_labels else None,
+                top_k=top_k,
+                output=self.output,
+                center_features=self.center_features,
+                probes=16,
+                steps=25,
+                tol=1e-6,
+                seed=0,
+            )
         eigenvalues = np.asarray(stats.eigenvalues, dtype=np.float64)
         k = eigenvalues.size
         ks = [kk for kk in self.trace_ks if kk <= k]
@@ -469,6 +526,7 @@ class TangentKernel(Probe):
             "max_eigenvalue": ((), eigenvalues[0], _attrs("largest eigenvalue", "output**2")),
             "mean_eigenvalue": ((), trace / r, _attrs("mean eigenvalue", "output**2")),
             "trace": ((), trace, _attrs("trace of the tangent kernel", "output**2")),
+            "nonfinite_count": ((), nonfinite, _attrs("NaN or inf outputs (then every statistic is NaN)")),
             "layer_trace": (
                 "layer",
                 np.array([stats.layer_trace[m] for m in names]),
