@@ -76,7 +76,7 @@ PROBE_CASES = [
     ("tk-x-wrong-width", measure(TangentKernel(), x=torch.randn(6, 7)), ValueError, r"`x` of shape \(6, 7\)"),
     ("perf-x-wrong-width", measure(Performance(), x=torch.randn(6, 7)), ValueError, r"`x` of shape"),
     ("pj-x-1d", measure(PointJacobian(), x=torch.randn(5), y=None), ValueError, r"`x` of shape \(5,\)"),
-    ("tk-x-1d", measure(TangentKernel(), x=torch.randn(5), y=None), ValueError, r"output must have shape"),
+    ("tk-x-1d", measure(TangentKernel(), x=torch.randn(5), y=None), ValueError, r"`x` of shape \(5,\)"),
     ("pj-x-empty", measure(PointJacobian(), x=torch.randn(0, 5), y=Y[:0]), ValueError, r"`x`.*at least one"),
     ("tk-x-empty", measure(TangentKernel(), x=torch.randn(0, 5), y=Y[:0]), ValueError, r"`x`"),
     ("pj-x-not-tensor", measure(PointJacobian(), x=np.zeros((6, 5))), TypeError, r"`x`"),

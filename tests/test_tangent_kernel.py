@@ -67,7 +67,7 @@ def test_probe_statistics_equal_numpy(zoo_case, center):
 def test_probe_layer_variables():
     model, x = ZOO[2].make(n=5)  # residual: inp, block.fc1, block.fc2, out
     y = torch.tensor([0, 1, 2, 1, 0])
-    ds = TangentKernel().measure(model, x, y)
+    ds = TangentKernel(center_features=False).measure(model, x, y)  # the reference kernel is uncentered
     assert list(ds["layer"].values) == ["inp", "block.fc1", "block.fc2", "out"]
     assert float(ds["layer_trace"].sum()) == pytest.approx(float(ds["trace"]), rel=1e-10)  # Σ_ℓ Tr K^ℓ = Tr K
     for name in ds["layer"].values:
@@ -88,7 +88,9 @@ def test_probe_without_labels_and_options():
     ds = TangentKernel(layer_statistics=False, trace_ks=[3, 1, 500]).measure(model, x)
     assert "cka_labels" not in ds and "layer_cka_labels" not in ds and "layer_effective_rank" not in ds
     assert list(ds["k"].values) == [1, 3]  # sorted, k > n·c = 12 dropped
-    ds = TangentKernel(layers=["2"], cka=False).measure(model, x, torch.zeros(4, dtype=torch.long))
+    ds = TangentKernel(layers=["2"], cka=False, center_features=False).measure(
+        model, x, torch.zeros(4, dtype=torch.long)
+    )
     assert list(ds["layer"].values) == ["2"] and "cka_labels" not in ds
     assert float(ds["trace"]) == pytest.approx(float(np.trace(explicit_kernel(model, x, prefix="2"))), rel=1e-10)
     ds = TangentKernel(max_examples=3).measure(model, x)
@@ -97,7 +99,7 @@ def test_probe_without_labels_and_options():
 
 def test_return_kernel_and_netcdf_round_trip(tmp_path):
     model, x = ZOO[1].make(n=3)
-    ds = TangentKernel(return_kernel=True).measure(model, x, torch.tensor([0, 2, 1]))
+    ds = TangentKernel(return_kernel=True, center_features=False).measure(model, x, torch.tensor([0, 2, 1]))
     np.testing.assert_allclose(ds["kernel"].values, explicit_kernel(model, x).numpy(), atol=1e-8)
     assert list(ds["row_sample"].values[:4]) == [0, 0, 0, 1] and list(ds["row_class"].values[:4]) == [0, 1, 2, 0]
     ds.to_netcdf(tmp_path / "x.nc")
@@ -151,7 +153,7 @@ def test_hooks_removed_after_error():
         ({}, torch.tensor([0, 1]), ValueError, r"`y` must have one entry per example of `x` \(4\)"),
         ({}, torch.tensor([0, 1, 2, 3]), ValueError, r"`y` must hold labels in \[0, 3\), but got values in \[0, 3\]"),
         ({}, torch.tensor([0.0, 1, 2, 0]), TypeError, r"`y` must hold integer class labels"),
-        ({"memory_budget_gb": 1e-7}, None, MemoryError, r"memory_budget_gb=1e-07"),
+        ({"max_memory": 100, "method": "dense"}, None, MemoryError, r"max_memory=100 .*method='lanczos'"),
     ],
 )
 def test_bad_input(kwargs, y, error, match):

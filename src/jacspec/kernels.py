@@ -66,6 +66,7 @@ from jacspec.engine.attention import with_math_attention
 from jacspec.engine.jacobian import FunctionalJacobian
 from jacspec.engine.parameters import module_name, owner_of, tied_parameters, trainable_parameters
 from jacspec.engine.usage import ReadTracker
+from jacspec.memory import check_memory
 
 __all__ = [
     "STRUCTURED_MODULES",
@@ -731,12 +732,18 @@ def _n_examples(x: Any) -> int:
 def _check_kernel_memory(rows: int, cols: int, n_kernels: int, dtype: torch.dtype, budget: float) -> None:
     itemsize = torch.empty((), dtype=dtype).element_size()
     need = n_kernels * rows * cols * itemsize
-    if need > budget:
-        raise MemoryError(
-            f"{n_kernels} kernel matri{'ces' if n_kernels > 1 else 'x'} of shape ({rows}, {cols}) (n·c rows, "
-            f"{dtype}) need {need / 2**30:.2f} GiB, more than memory_budget_gb={budget / 2**30:g}. Use fewer "
-            "examples, fewer `layers`, per_layer=False, or raise `memory_budget_gb`."
-        )
+    check_memory(
+        need,
+        int(budget),
+        what=f"{n_kernels} kernel matri{'ces' if n_kernels > 1 else 'x'} of shape ({rows}, {cols}) (n·c rows, {dtype})",
+        ways_out=[
+            "fewer examples (TangentKernel(max_examples=...))",
+            "TangentKernel(method='lanczos')",
+            "fewer `layers`",
+        ],
+        argument="memory_budget_gb",
+        shown=f"{budget / 2**30:g}",
+    )
 
 
 def _check_implementation(implementation: Any) -> None:

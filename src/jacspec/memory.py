@@ -123,6 +123,8 @@ def check_memory(
     max_memory: int | float | str | None,
     what: str,
     ways_out: list[str] | tuple[str, ...] = (),
+    argument: str = "max_memory",
+    shown: str | None = None,
 ) -> None:
     """Refuse, before allocating, a request of ``needed`` bytes above the budget ``max_memory``.
 
@@ -136,6 +138,10 @@ def check_memory(
         What needs the memory, e.g. ``"TangentKernel's (n·c)² = 50000² float64 kernel"``.
     ways_out : sequence of str
         Options that would make the request fit, named in the error.
+    argument : str
+        The budget's argument name in the message (``max_memory``; ``memory_budget_gb`` for the 0.1 functions).
+    shown : str, optional
+        How the budget is shown in the message (default: the value given).
 
     Raises
     ------
@@ -152,9 +158,10 @@ def check_memory(
     budget = parse_memory(max_memory)
     if needed <= budget:
         return
-    shown = f"{max_memory!r}" if isinstance(max_memory, str) else f"{int(max_memory)}"
-    fixes = list(ways_out) + [f"a larger max_memory (at least {format_bytes(needed)})"]
+    if shown is None:
+        shown = f"{max_memory!r}" if isinstance(max_memory, str) else f"{int(max_memory)}"
+    fixes = list(ways_out) + [f"a larger {argument} (at least {format_bytes(needed)})"]
     raise MemoryBudgetError(
-        f"{what} needs {format_bytes(needed)}, more than max_memory={shown} ({format_bytes(budget)}): refused "
+        f"{what} needs {format_bytes(needed)}, more than {argument}={shown} ({format_bytes(budget)}): refused "
         f"before allocating. Ways out: {'; '.join(fixes)}."
     )

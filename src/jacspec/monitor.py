@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from jacspec._attrs import to_json
 from jacspec._probe_batch import resolve_data
 from jacspec._validation import check_model, describe, model_dtype
+from jacspec.distributed import check_same_model, rank_and_world_size, unwrap_model
 from jacspec.probes.base import Probe
 from jacspec.schedules import ScheduleLike, as_schedule
 from jacspec.store import RunStore
@@ -283,7 +284,8 @@ class Monitor:
         self.errors: list[ProbeFailure] = []
         self._closed = False
         self._last_probed: int | None = None
-        self.model = check_model(model)
+        self.rank, self.world_size = rank_and_world_size()
+        self.model = check_model(unwrap_model(model))  # DDP's inner module: probing runs none of its hooks
         self.probes = _check_probes(probes)
         self.data = _check_data(resolve_data(data, probe_examples, probe_seed), model)
         self.schedule = as_schedule(every)
@@ -307,17 +309,23 @@ class Monitor:
         self._counter = 0
         self.last_results: dict[str, dict[str | None, xr.Dataset]] = {}
         self.store: RunStore | None = None
-        if path is not None:
+        self._stored_last_step: int | None = None
+        if path is not None and self.rank == 0:  # under torch.distributed, rank 0 alone writes the run
             config = {
                 "probes": [probe.name for probe in self.probes],
                 "probe_configs": {probe.name: probe.config() for probe in self.probes},
                 "splits": list(self.data),
                 "every": repr(self.schedule),
-                "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+                "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
             }
             self.store = RunStore(path, resume=resume, overwrite=overwrite, attrs={"monitor_config": to_json(config)})
-            if self.store.last_step is not None:
-                self._counter = self.store.last_step
+            self._stored_last_step = self.store.last_step
+        if self.world_size > 1:  # every rank skips the steps rank 0's (resumed) run already holds
+            shared = [self._stored_last_step]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            self._stored_last_step = shared[0]
+        if self._stored_last_step is not None:
+            self._counter = self._stored_last_step
 
     # -- registration -------------------------------------------------------------------------------
 
@@ -359,7 +367,8 @@ class Monitor:
 
     def should_probe(self, step: int) -> bool:
         """Whether the schedule selects ``step`` (and it is after the last stored step)."""
-        if self.store is not None and self.store.last_step is not None and step <= self.store.last_step:
+        last = self.store.last_step if self.store is not None else self._stored_last_step
+        if last is not None and step <= last:
             return False
         return bool(self.schedule(step))
 
@@ -376,7 +385,9 @@ class Monitor:
         Returns
         -------
         dict or None
-            ``{probe name: {split or None: Dataset}}`` when the step was probed, else None.
+            ``{probe name: {split or None: Dataset}}`` when the step was probed, else None. Under
+            ``torch.distributed`` rank 0 probes and writes; the other ranks get an empty dict (and must call
+            ``step`` at the same steps: the replicas' weights are compared, a collective call).
         """
         self._check_open("step")
         if step is None:
@@ -392,9 +403,8 @@ class Monitor:
             )
             return None
         self._counter = max(self._counter, step)
-        selected = self.should_probe(step) or (
-            force and (self.store is None or self.store.last_step is None or step > self.store.last_step)
-        )
+        last = self.store.last_step if self.store is not None else self._stored_last_step
+        selected = self.should_probe(step) or (force and (last is None or step > last))
         if not selected:
             return None
         return self._probe(step)
@@ -410,6 +420,12 @@ class Monitor:
 
     def _probe(self, step: int) -> dict[str, dict[str | None, xr.Dataset]]:
         from tqdm.auto import tqdm
+
+        if self.world_size > 1:
+            check_same_model(self.model)  # collective: every rank calls step() at the same steps
+            if self.rank != 0:
+                self._last_probed = step
+                return {}
 
         results: dict[str, dict[str | None, xr.Dataset]] = {}
         seconds: dict[str, dict[str | None, float]] = {}

@@ -9,6 +9,8 @@ measure ``C = Σ_t ‖δw_t‖₂ ‖Φ_t‖_F`` (eq. 18), accumulated by :class
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -29,12 +31,14 @@ from jacspec.kernels import (
     tangent_kernel_diagonal,
     trace_ratios,
 )
+from jacspec.memory import DEFAULT_MAX_MEMORY, check_memory, parse_memory
 from jacspec.probes.base import Probe
 
 __all__ = ["DEFAULT_TRACE_KS", "TangentComplexity", "TangentKernel", "complexity_measure", "kernel_eigenvalues"]
 
 DEFAULT_TRACE_KS = (1, 2, 5, 10, 20, 40, 80, 160)
 _FLOAT64_EIGEN_LIMIT = 6000  # kernels up to this size are diagonalised in float64
+_AUTO_DENSE_LIMIT = 4000  # method="auto": dense up to this n·c (its eigendecomposition takes seconds), then lanczos
 
 
 def kernel_eigenvalues(kernel: torch.Tensor) -> np.ndarray:
@@ -65,6 +69,16 @@ def kernel_eigenvalues(kernel: torch.Tensor) -> np.ndarray:
         if single:
             torch.set_num_threads(threads)
     return values.cpu().numpy().astype(np.float64)[::-1].copy()
+
+
+def _finite_or_nan(fn: Callable[..., Any], kernel: torch.Tensor, size: int | None, *args: Any) -> Any:
+    """``fn(kernel, *args)``, or NaN (``size`` NaNs for a spectrum) when the kernel has a NaN or inf entry.
+
+    A non-finite kernel never reaches an eigendecomposition (LinAlgError) or a ratio (a silent NaN).
+    """
+    if bool(torch.isfinite(kernel).all()):
+        return fn(kernel, *args)
+    return np.full(size, np.nan) if size is not None else float("nan")
 
 
 def _check_ks(trace_ks: Sequence[int]) -> tuple[int, ...]:
@@ -101,8 +115,10 @@ class TangentKernel(Probe):
         Module names whose own parameters define the kernel (default: every module with trainable
         parameters).
     center_features : bool
-        Use centered tangent features ``Φ(x) − E_x Φ(x)`` (mean over the batch, per class), as in the
-        thesis' chapter 4 figures; default False: ``K = Φ Φᵀ`` as is.
+        Use centered tangent features ``Φ(x) − E_x Φ(x)`` (mean over the batch, per class). Default True,
+        as every result of the thesis' chapter 4 (its early drop of the effective rank and rise of the CKA
+        with the labels are seen on centered features); ``False``: the uncentered ``K = Φ Φᵀ`` (its Fig. B.6),
+        the default of jacspec 0.1.
     trace_ks : sequence of int
         The ``k`` of the trace ratios and eigenvalue ratios; those larger than ``n·c`` are dropped.
     cka : bool, optional
@@ -119,8 +135,21 @@ class TangentKernel(Probe):
         ``output(model, x) -> (n, c)`` logits; default ``model(x)``.
     on_unsupported : {"raise", "warn", "ignore"}
         Parameters whose tangent features cannot be computed (see :mod:`jacspec.kernels`).
-    memory_budget_gb : float
-        Memory bound for the kernels and their blocks; too large an ``n·c`` raises before allocating.
+    method : {"auto", "dense", "lanczos"}
+        ``"dense"``: form the ``(n·c)²`` kernels and diagonalise them (every variable below). ``"lanczos"``:
+        matrix-free (:mod:`jacspec.matrix_free`): the kernel is never formed; only products ``K v = J(Jᵀv)``
+        are used, for the top ``top_k`` eigenvalues (thick-restart block Lanczos), the exact trace and
+        per-layer traces, the effective rank by stochastic Lanczos quadrature (16 probes; ``effective_rank_se``
+        its standard error) and ``cka_labels`` (``cka_labels_se``); per-layer CKA, alignments, medians and
+        the kernel itself are dense-only. ``"auto"`` (default): dense when ``n·c ≤ 4000`` and the kernels fit
+        in ``max_memory``, else lanczos.
+    top_k : int
+        Eigenvalues computed by the lanczos method (at most ``n·c``).
+    max_memory : int, float or str, optional
+        Budget of the probe's largest buffers, bytes or a string such as ``"2GB"`` (default 2 GiB); a request
+        above it is refused before anything is allocated, naming the ways out.
+    memory_budget_gb : float, optional
+        Deprecated (0.1): the budget in GiB; use ``max_memory``.
     mode : {"eval", "train"}
         Mode of the model during the measurement (BatchNorm in train mode is refused).
     implementation : {"auto", "structured", "functional"}
@@ -158,7 +187,7 @@ class TangentKernel(Probe):
     def __init__(
         self,
         layers: Sequence[str] | None = None,
-        center_features: bool = False,
+        center_features: bool = True,
         trace_ks: Sequence[int] = DEFAULT_TRACE_KS,
         cka: bool | None = None,
         layer_statistics: bool = True,
@@ -166,10 +195,37 @@ class TangentKernel(Probe):
         max_examples: int | None = None,
         output: Callable[[nn.Module, Any], torch.Tensor] | None = None,
         on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
-        memory_budget_gb: float = 2.0,
+        memory_budget_gb: float | None = None,
         mode: Literal["eval", "train"] = "eval",
         implementation: Literal["auto", "structured", "functional"] = "auto",
+        method: Literal["auto", "dense", "lanczos"] = "auto",
+        top_k: int = 100,
+        max_memory: int | float | str | None = None,
     ):
+        if method not in ("auto", "dense", "lanczos"):
+            raise ValueError(f"`method` must be 'auto', 'dense' or 'lanczos', but got {method!r}.")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"`top_k` must be a positive integer (eigenvalues to compute), but got {top_k!r}.")
+        if method == "lanczos" and (return_kernel or layers is not None):
+            option = "return_kernel=True" if return_kernel else "layers="
+            raise ValueError(
+                f"TangentKernel(method='lanczos') never forms the kernel, so {option} is not available; use "
+                "method='dense' (and max_examples= to keep the kernel small)."
+            )
+        if memory_budget_gb is not None and max_memory is not None:
+            raise ValueError(
+                f"Pass the memory budget once: `max_memory`={max_memory!r} or the deprecated `memory_budget_gb`="
+                f"{memory_budget_gb!r}, not both."
+            )
+        if memory_budget_gb is not None:
+            warnings.warn(
+                "TangentKernel(memory_budget_gb=...) is deprecated; use max_memory= (bytes or a string such as "
+                f"'{memory_budget_gb:g}GiB').",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        self.method = method
+        self.top_k = top_k
         if implementation not in ("auto", "structured", "functional"):
             raise ValueError(
                 f"`implementation` must be 'auto', 'structured' or 'functional', but got {implementation!r}."
@@ -183,12 +239,18 @@ class TangentKernel(Probe):
             raise ValueError(f"`cka` must be None, True or False, but got {cka!r}.")
         if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
             raise ValueError(f"`max_examples` must be a positive integer or None, but got {max_examples!r}.")
-        if (
+        if memory_budget_gb is not None and (
             isinstance(memory_budget_gb, bool)
             or not isinstance(memory_budget_gb, (int, float))
             or memory_budget_gb <= 0
         ):
             raise ValueError(f"`memory_budget_gb` must be a positive number, but got {memory_budget_gb!r}.")
+        budget = (
+            int(memory_budget_gb * 2**30)
+            if memory_budget_gb is not None
+            else (DEFAULT_MAX_MEMORY if max_memory is None else parse_memory(max_memory))
+        )
+        self.max_memory = max_memory if memory_budget_gb is None else budget
         self.layers = None if layers is None else ([layers] if isinstance(layers, str) else list(layers))
         self.center_features = bool(center_features)
         self.trace_ks = _check_ks(trace_ks)
@@ -198,7 +260,7 @@ class TangentKernel(Probe):
         self.max_examples = max_examples
         self.output = output
         self.on_unsupported = on_unsupported
-        self.memory_budget_gb = memory_budget_gb
+        self.memory_budget_gb = budget / 2**30  # what the kernel functions take
         self.mode = mode
 
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
@@ -209,6 +271,10 @@ class TangentKernel(Probe):
         if self.max_examples is not None:
             x = x[: self.max_examples]
             y = None if y is None else y[: self.max_examples]
+        method = self._choose_method(model, x)
+        if method == "lanczos":
+            return self._measure_lanczos(model, x, y)
+        self._check_dense_memory(model, x)
         report: dict[str, Any] = {}
         kernels = layerwise_tangent_kernels(
             model,
@@ -226,7 +292,10 @@ class TangentKernel(Probe):
         if self.center_features:
             kernels = {name: center_features(k, n, c) for name, k in kernels.items()}
         total = sum(kernels.values())
-        eigenvalues = kernel_eigenvalues(total)
+        nonfinite = int((~torch.isfinite(total)).sum())
+        if nonfinite:
+            self._warn_nonfinite(nonfinite, total.numel())
+        eigenvalues = _finite_or_nan(kernel_eigenvalues, total, total.shape[0])
         r = eigenvalues.size
         ks = [k for k in self.trace_ks if k <= r]
         data: dict[str, Any] = {
@@ -242,6 +311,11 @@ class TangentKernel(Probe):
             "mean_eigenvalue": ((), eigenvalues.mean(), _attrs("mean eigenvalue", "output**2")),
             "median_eigenvalue": ((), float(np.median(eigenvalues)), _attrs("median eigenvalue", "output**2")),
             "trace": ((), float(torch.trace(total).double()), _attrs("trace of the tangent kernel", "output**2")),
+            "nonfinite_count": (
+                (),
+                nonfinite,
+                _attrs("NaN or inf entries of the kernel (then every statistic is NaN)"),
+            ),
         }
         names = list(kernels)
         data["layer_trace"] = (
@@ -250,7 +324,7 @@ class TangentKernel(Probe):
             _attrs("trace of the layer-wise tangent kernel", "output**2"),
         )
         if self.layer_statistics:
-            spectra = [kernel_eigenvalues(k) for k in kernels.values()]
+            spectra = [_finite_or_nan(kernel_eigenvalues, k, k.shape[0]) for k in kernels.values()]
             data["layer_effective_rank"] = (
                 "layer",
                 np.array([effective_rank(s) for s in spectra]),
@@ -265,16 +339,24 @@ class TangentKernel(Probe):
         if use_labels:
             y = check_labels(y, n, n_classes=c, probe=self.name)
             labels = label_vector(y, c).to(total.device)
-            data["cka_labels"] = ((), centered_kernel_alignment(total, labels), _attrs("CKA(K, YY^T) (eq. 7)"))
-            data["alignment_labels"] = ((), alignment(total, labels), _attrs("uncentered alignment with YY^T"))
+            data["cka_labels"] = (
+                (),
+                _finite_or_nan(centered_kernel_alignment, total, None, labels),
+                _attrs("CKA(K, YY^T) (eq. 7)"),
+            )
+            data["alignment_labels"] = (
+                (),
+                _finite_or_nan(alignment, total, None, labels),
+                _attrs("uncentered alignment with YY^T"),
+            )
             data["layer_cka_labels"] = (
                 "layer",
-                np.array([centered_kernel_alignment(k, labels) for k in kernels.values()]),
+                np.array([_finite_or_nan(centered_kernel_alignment, k, None, labels) for k in kernels.values()]),
                 _attrs("CKA of the layer-wise kernel with YY^T"),
             )
             data["layer_alignment_labels"] = (
                 "layer",
-                np.array([alignment(k, labels) for k in kernels.values()]),
+                np.array([_finite_or_nan(alignment, k, None, labels) for k in kernels.values()]),
                 _attrs("uncentered alignment of the layer-wise kernel with YY^T"),
             )
         coords: dict[str, Any] = {
@@ -296,7 +378,13 @@ class TangentKernel(Probe):
             coords["column_class"] = ("kernel_column", klass, {"long_name": "output index"})
         ds = xr.Dataset(data, coords=coords)
         ds.attrs.update(
-            {"n_examples": n, "n_classes": c, "center_features": int(self.center_features), "kernel_size": r}
+            {
+                "n_examples": n,
+                "n_classes": c,
+                "center_features": int(self.center_features),
+                "kernel_size": r,
+                "method": "dense",
+            }
         )
         ds.attrs.update(
             {
@@ -304,6 +392,164 @@ class TangentKernel(Probe):
                 "engine_method": report["method"],
                 "parameters_used": report["parameters_used"],
                 "parameters_skipped": report["parameters_skipped"],
+            }
+        )
+        return ds
+
+    def _warn_nonfinite(self, count: int, size: int) -> None:
+        if getattr(self, "_warned_nonfinite", False):
+            return  # once per probe: a diverged run would repeat it at every probed step
+        self._warned_nonfinite = True
+        warnings.warn(
+            f"TangentKernel: {count} of {size} kernel entries are NaN or inf (non-finite weights, inputs or "
+            "outputs: has training diverged?); this step's statistics are NaN and `nonfinite_count` says how many "
+            "entries were bad. Further steps with the same problem are not reported again.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+    # -- the matrix-free path ----------------------------------------------------------------------
+
+    def _n_outputs(self, model: nn.Module, x: torch.Tensor) -> int:
+        was_training = model.training
+        model.eval()  # one example through BatchNorm; the measurement's own mode checks come later
+        try:
+            with torch.no_grad():
+                out = model(x[:1]) if self.output is None else self.output(model, x[:1])
+        finally:
+            model.train(was_training)
+        return int(out.reshape(1, -1).shape[1]) if out.dim() == 2 and out.shape[0] == 1 else -1
+
+    def _choose_method(self, model: nn.Module, x: torch.Tensor) -> str:
+        if self.method != "auto":
+            return self.method
+        c = self._n_outputs(model, x)
+        if c < 1:
+            return "dense"  # an output that is not (n, c): the dense path's checks explain it
+        r = x.shape[0] * c
+        n_layers = max(1, len({name.rpartition(".")[0] for name, p in model.named_parameters() if p.requires_grad}))
+        dense_bytes = 8 * r * r * (n_layers + 3)  # the layer kernels, their sum and the eigendecomposition
+        return "dense" if r <= _AUTO_DENSE_LIMIT and dense_bytes <= self.memory_budget_gb * 2**30 else "lanczos"
+
+    def _check_dense_memory(self, model: nn.Module, x: torch.Tensor) -> None:
+        c = self._n_outputs(model, x)
+        if c < 1:
+            return  # the kernel functions explain a badly shaped output
+        r = x.shape[0] * c
+        params = [p for p in model.parameters() if p.requires_grad]
+        itemsize = params[0].element_size() if params else 4
+        n_layers = max(1, len({name.rpartition(".")[0] for name, p in model.named_parameters() if p.requires_grad}))
+        shown = repr(self.max_memory) if self.max_memory is not None else "None (2 GiB)"
+        check_memory(
+            itemsize * r * r * n_layers,
+            int(self.memory_budget_gb * 2**30),
+            what=f"TangentKernel's {n_layers} layer kernel(s) of ({r}, {r}) (n·c = {x.shape[0]}·{c})",
+            ways_out=["max_examples=", "method='lanczos' (matrix-free)", "fewer layers="],
+            shown=shown,
+        )
+
+    def _measure_lanczos(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> xr.Dataset:
+        from jacspec.matrix_free import MatrixFreeStatistics, matrix_free_statistics
+
+        n = x.shape[0]
+        c = self._n_outputs(model, x)
+        r = n * c
+        top_k = min(self.top_k, r) if self.method == "auto" else self.top_k
+        if top_k > r:
+            raise ValueError(
+                f"`top_k`={self.top_k} is larger than the kernel's size n·c = {n}·{c} = {r}; pass top_k <= {r} "
+                "(or method='dense', which computes all of them)."
+            )
+        block = min(r, top_k + max(c, 8))  # block_lanczos_top's block size
+        check_memory(
+            8 * r * 4 * block,  # the Lanczos basis (a few blocks of n·c × (top_k + c) float64 vectors)
+            int(self.memory_budget_gb * 2**30),
+            what=f"TangentKernel(method='lanczos')'s Krylov basis for n·c = {r} and top_k = {top_k}",
+            ways_out=["a smaller top_k", "max_examples="],
+        )
+        use_labels = y is not None and self.cka is not False
+        if use_labels:
+            y = check_labels(y, n, n_classes=c, probe=self.name)
+        with torch.no_grad():
+            outputs = model(x) if self.output is None else self.output(model, x)
+        nonfinite = int((~torch.isfinite(outputs)).sum())
+        if nonfinite:  # Lanczos on a NaN operator would end in a LinAlgError: NaN statistics instead
+            self._warn_nonfinite(nonfinite, outputs.numel())
+            names = [name.rpartition(".")[0] or "(root)" for name, p in model.named_parameters() if p.requires_grad]
+            layers = list(dict.fromkeys(names))
+            stats = MatrixFreeStatistics(
+                np.full(top_k, np.nan),
+                math.nan,
+                {m: math.nan for m in layers},
+                math.nan,
+                math.nan,
+                math.nan if use_labels else None,
+                math.nan if use_labels else None,
+                0,
+            )
+        else:
+            stats = matrix_free_statistics(
+                model,
+                x,
+                y if use_labels else None,
+                top_k=top_k,
+                output=self.output,
+                center_features=self.center_features,
+                probes=16,
+                steps=25,
+                tol=1e-6,
+                seed=0,
+            )
+        eigenvalues = np.asarray(stats.eigenvalues, dtype=np.float64)
+        k = eigenvalues.size
+        ks = [kk for kk in self.trace_ks if kk <= k]
+        trace = float(stats.trace)
+        names = list(stats.layer_trace)
+        data: dict[str, Any] = {
+            "eigenvalues": (
+                "eigen",
+                eigenvalues,
+                _attrs("top eigenvalues of the tangent kernel, descending", "output**2"),
+            ),
+            "effective_rank": ((), stats.effective_rank, _attrs("effective rank exp(H(mu)) (eq. 5), SLQ estimate")),
+            "effective_rank_se": ((), stats.effective_rank_se, _attrs("standard error of the effective rank")),
+            "trace_ratio": (
+                "k",
+                np.array([eigenvalues[:kk].sum() / trace for kk in ks]),
+                _attrs("share of the trace in the top k eigenvalues"),
+            ),
+            "eigenvalue_ratio": (
+                "k",
+                eigenvalues[np.asarray(ks, dtype=int) - 1] / eigenvalues[0],
+                _attrs("k-th over largest eigenvalue"),
+            ),
+            "max_eigenvalue": ((), eigenvalues[0], _attrs("largest eigenvalue", "output**2")),
+            "mean_eigenvalue": ((), trace / r, _attrs("mean eigenvalue", "output**2")),
+            "trace": ((), trace, _attrs("trace of the tangent kernel", "output**2")),
+            "nonfinite_count": ((), nonfinite, _attrs("NaN or inf outputs (then every statistic is NaN)")),
+            "layer_trace": (
+                "layer",
+                np.array([stats.layer_trace[m] for m in names]),
+                _attrs("trace of the layer-wise tangent kernel", "output**2"),
+            ),
+        }
+        if use_labels:
+            data["cka_labels"] = ((), stats.cka_labels, _attrs("CKA(K, YY^T) (eq. 7)"))
+            data["cka_labels_se"] = ((), stats.cka_labels_se, _attrs("standard error of CKA(K, YY^T)"))
+        coords = {
+            "eigen": ("eigen", np.arange(1, k + 1), {"long_name": "eigenvalue rank (1 = largest)"}),
+            "k": ("k", np.asarray(ks, dtype=np.int64), {"long_name": "number of top eigenvalues"}),
+            "layer": ("layer", np.asarray(names, dtype=object), {"long_name": "module name"}),
+        }
+        ds = xr.Dataset(data, coords=coords)
+        ds.attrs.update(
+            {
+                "n_examples": n,
+                "n_classes": c,
+                "center_features": int(self.center_features),
+                "kernel_size": r,
+                "method": "lanczos",
+                "kernel_products": int(stats.products),
             }
         )
         return ds
