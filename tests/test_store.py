@@ -100,6 +100,7 @@ def test_resume_appends_after_last_step(tmp_path):
         first.step(step)
     with pytest.raises(FileExistsError, match="resume=True"):
         jacspec.Monitor(model, [SpectralNorm()], every=2, path=path)
+    first.close()  # a second Monitor on an open run is refused (tests/test_store_scaling.py)
     second = jacspec.Monitor(model, [SpectralNorm()], every=2, path=path, resume=True)
     for step in range(3, 9):  # steps up to 4 are already stored and are skipped
         second.step(step)
