@@ -51,6 +51,7 @@ import socket
 import time
 import warnings
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ import netCDF4
 import numpy as np
 import pandas as pd
 import xarray as xr
+from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
 
 from jacspec._attrs import netcdf_safe, provenance, utc_now
 
@@ -86,6 +88,7 @@ _ATTRS_FILE = "attrs.nc"
 _LOCK_FILE = "lock"
 _STEP_PREFIX = "step-"
 _TMP_PREFIX = ".tmp-"
+_MANIFEST_FILE = "manifest.json"
 
 
 class RunFileError(ValueError):
@@ -138,6 +141,7 @@ def _fsync_path(path: Path) -> None:
 
 def _remove_folder(folder: Path) -> None:
     """Remove a folder at once (rename to a hidden name, then delete it)."""
+    _forget_handles(folder)
     gone = folder.with_name(f".{folder.name}.removing-{os.getpid()}-{time.monotonic_ns()}")
     os.rename(folder, gone)
     _fsync_path(folder.parent)
@@ -212,40 +216,43 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _acquire_lock(live: Path, path: Path) -> Path:
-    """Create ``live/lock`` for this process; raise :class:`RunLockedError` while a live process holds it."""
+    """Create ``live/lock`` for this process; raise :class:`RunLockedError` while a live process holds it.
+
+    The lock is written whole under a temporary name and hard-linked to ``lock`` (``os.link`` fails if
+    ``lock`` exists, atomically), so a lock file is never seen half-written.
+    """
     lock = live / _LOCK_FILE
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now()}
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read_lock(lock)
-            if holder is None:
-                # an empty or unreadable lock: its writer died while creating it
-                age = time.time() - lock.stat().st_mtime if lock.exists() else 1e9
-                if age < 10:
-                    time.sleep(0.05)
-                    continue
-            elif holder.get("host") != mine["host"] or _pid_alive(int(holder.get("pid", -1))):
-                raise RunLockedError(
-                    f"the run {str(path)!r} is being written by process {holder.get('pid')} on host "
-                    f"{holder.get('host')!r} (since {holder.get('since')}; lock file {str(lock)!r}). Close "
-                    "that Monitor first, or choose another path. If that process is gone (e.g. it ran on "
-                    "another machine and was killed), delete the lock file."
-                ) from None
-            warnings.warn(
-                f"the run {str(path)!r} was left by process {(holder or {}).get('pid')} on this host, which "
-                f"no longer runs; its lock {str(lock)!r} is taken over.",
-                StaleLockWarning,
-                stacklevel=4,
-            )
-            lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(mine))
-            fh.flush()
-            os.fsync(fh.fileno())
-        return lock
+    tmp = live / f"{_TMP_PREFIX}lock-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.write_text(json.dumps(mine))
+    _fsync_path(tmp)
+    try:
+        for _ in range(5):
+            try:
+                os.link(tmp, lock)
+            except FileExistsError:
+                holder = _read_lock(lock)
+                if holder is not None and (
+                    holder.get("host") != mine["host"] or _pid_alive(int(holder.get("pid", -1)))
+                ):
+                    raise RunLockedError(
+                        f"the run {str(path)!r} is being written by process {holder.get('pid')} on host "
+                        f"{holder.get('host')!r} (since {holder.get('since')}; lock file {str(lock)!r}). Close "
+                        "that Monitor first, or choose another path. If that process is gone (e.g. it ran on "
+                        "another machine and was killed), delete the lock file."
+                    ) from None
+                warnings.warn(
+                    f"the run {str(path)!r} was left by process {(holder or {}).get('pid')} on this host, which "
+                    f"no longer runs; its lock {str(lock)!r} is taken over.",
+                    StaleLockWarning,
+                    stacklevel=4,
+                )
+                lock.unlink(missing_ok=True)
+                continue
+            _fsync_path(live)
+            return lock
+    finally:
+        tmp.unlink(missing_ok=True)
     raise RunLockedError(f"could not take the lock {str(lock)!r} of the run {str(path)!r}; try again.")
 
 
@@ -424,8 +431,10 @@ class RunStore:
                     self.path.unlink()
                 base = False
             for entry in os.scandir(self.live):  # steps half-written by a killed process
-                if entry.name.startswith(_TMP_PREFIX):
+                if entry.name.startswith(_TMP_PREFIX) and entry.is_dir():
                     shutil.rmtree(entry.path, ignore_errors=True)
+                elif entry.name.startswith(_TMP_PREFIX):
+                    Path(entry.path).unlink(missing_ok=True)
             if not (self.live / _ATTRS_FILE).exists():
                 root_attrs = {"jacspec_format": FORMAT_NAME, "jacspec_format_version": FORMAT_VERSION}
                 root_attrs.update(provenance())
@@ -507,10 +516,18 @@ class RunStore:
         final = self.live / f"{_STEP_PREFIX}{step:012d}"
         try:
             os.mkdir(tmp)
+            manifest: dict[str, Any] = {"step": step, "groups": {}}
             for name, ds in datasets.items():
                 file = tmp / f"{name}.nc"
                 ds.to_netcdf(file, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds))
                 _fsync_path(file)
+                manifest["groups"][name] = {
+                    str(key): [list(var.dims), list(var.shape), var.dtype.str]
+                    for key, var in ds.variables.items()
+                    if "step" in var.dims
+                }
+            (tmp / _MANIFEST_FILE).write_text(json.dumps(manifest))
+            _fsync_path(tmp / _MANIFEST_FILE)
             _fsync_path(tmp)
             os.rename(tmp, final)
             _fsync_path(self.live)
@@ -656,7 +673,11 @@ def _compact(path: Path, live: Path) -> Path:
             for key in ds.variables:
                 node[key].encoding = {}
             encoding[node.path] = _encoding(ds)
-        tree.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+        import dask
+
+        # synchronous: netCDF calls are serialized anyway, and it works at interpreter exit (finalizer)
+        with dask.config.set(scheduler="synchronous"):
+            tree.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
         _fsync_path(tmp)
     except BaseException as err:
         tree.close()
@@ -748,6 +769,104 @@ def _concat_steps(parts: list[xr.Dataset]) -> xr.Dataset:
     )
 
 
+_HANDLES: OrderedDict[tuple[str, int, int], netCDF4.Dataset] = OrderedDict()
+_MAX_HANDLES = 64
+
+
+def _read_raw(file: str, key: str, dtype: np.dtype) -> np.ndarray:
+    """One variable of one segment file, as xarray would decode it (netCDF4, raw values; handles cached)."""
+    info = os.stat(file)
+    cache_key = (file, info.st_ino, info.st_mtime_ns)
+    with NETCDF4_PYTHON_LOCK:
+        handle = _HANDLES.pop(cache_key, None)
+        if handle is None:
+            handle = netCDF4.Dataset(file, "r")
+            while len(_HANDLES) >= _MAX_HANDLES:
+                _HANDLES.popitem(last=False)[1].close()
+        _HANDLES[cache_key] = handle
+        var = handle.variables[key]
+        var.set_auto_maskandscale(False)
+        data = np.asarray(var[...])
+    if dtype.kind == "b":
+        return data.astype(bool)
+    return data.astype(dtype, copy=False)
+
+
+def _forget_handles(folder: Path) -> None:
+    """Close cached handles of files under ``folder`` (before it is removed)."""
+    prefix = str(folder) + os.sep
+    with NETCDF4_PYTHON_LOCK:
+        for cache_key in [k for k in _HANDLES if k[0].startswith(prefix)]:
+            _HANDLES.pop(cache_key).close()
+
+
+class _SegmentStack:
+    """A lazy array-like: one variable of many one-step segment files stacked along axis 0 (``step``)."""
+
+    def __init__(self, files: list[str], key: str, shape: tuple[int, ...], dtype: np.dtype):
+        self.files, self.key, self.dtype = files, key, dtype
+        self.shape = (len(files), *shape[1:])
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        first, rest = index[0], index[1:]
+        rows = range(len(self.files))[first]
+        if isinstance(rows, int):
+            return _read_raw(self.files[rows], self.key, self.dtype)[(0, *rest)]
+        blocks = [_read_raw(self.files[i], self.key, self.dtype)[(slice(None), *rest)] for i in rows]
+        if not blocks:
+            return np.empty((0, *self.shape[1:]), dtype=self.dtype)[(slice(None), *rest)]
+        return np.concatenate(blocks, axis=0)
+
+
+def _stack_segments(name: str, entries: list[tuple[int, Path, dict]], opened: list[Any]) -> xr.Dataset:
+    """One group over live segments, lazily: dask arrays reading each step's file on demand.
+
+    The structure comes from the first segment (opened with xarray); each step's manifest gives its
+    shapes. Segments whose shapes differ are combined by xarray instead (padded with NaN).
+    """
+    template = xr.open_dataset(entries[0][1], engine="netcdf4", chunks={})
+    opened.append(template)
+    template = _clear_encoding(template)
+    first = entries[0][2]
+    fast = all(e[2] == first for e in entries) and all(
+        "step" not in var.dims or (var.dtype.kind in "biuf" and var.dims[:1] == ("step",))
+        for var in template.variables.values()
+    )
+    if not fast:
+        parts = [template]
+        for _, file, _ in entries[1:]:
+            ds = xr.open_dataset(file, engine="netcdf4", chunks={})
+            opened.append(ds)
+            parts.append(_clear_encoding(ds))
+        return _concat_steps(parts)
+    import dask.array
+
+    files = [str(e[1]) for e in entries]
+    steps = np.asarray([e[0] for e in entries], dtype=np.int64)
+    variables = {}
+    for key, var in template.variables.items():
+        if "step" not in var.dims:
+            variables[key] = var
+        elif key == "step":
+            variables[key] = xr.Variable(("step",), steps, attrs=var.attrs)
+        else:
+            stack = _SegmentStack(files, str(key), var.shape, var.dtype)
+            data = dask.array.from_array(
+                stack,
+                chunks=(1, *var.shape[1:]),
+                asarray=False,
+                lock=False,
+                name=f"jacspec-{name}-{key}-{time.monotonic_ns()}",
+                meta=np.empty((0,) * var.ndim, dtype=var.dtype),
+            )
+            variables[key] = xr.Variable(var.dims, data, attrs=var.attrs)
+    coords = [key for key in template.coords]
+    ds = xr.Dataset({k: v for k, v in variables.items() if k not in coords}, attrs=template.attrs)
+    return ds.assign_coords({k: variables[k] for k in coords})
+
+
 def _open_parts(path: Path, live: Path) -> xr.DataTree:
     """A lazy DataTree of a run: the closed file ``path`` (if any) followed by the live segments."""
     opened: list[Any] = []
@@ -778,13 +897,18 @@ def _open_parts(path: Path, live: Path) -> xr.DataTree:
                     )
                 with xr.open_dataset(attrs_file, engine="netcdf4") as handle:
                     root_attrs = dict(handle.attrs)
+            by_group: dict[str, list[tuple[int, Path, dict]]] = {}
             for step, folder in _segments(live):
                 if base_last is not None and step <= base_last:
                     continue  # already in the closed file (a compaction killed before removing the folder)
-                for file in sorted(folder.glob("*.nc")):
-                    ds = xr.open_dataset(file, engine="netcdf4", chunks={})
-                    opened.append(ds)
-                    groups.setdefault("/" + file.stem, []).append(_clear_encoding(ds))
+                try:
+                    manifest = json.loads((folder / _MANIFEST_FILE).read_text())["groups"]
+                except (OSError, ValueError, KeyError):
+                    manifest = {file.stem: {"unknown": str(file)} for file in folder.glob("*.nc")}
+                for group, shapes in sorted(manifest.items()):
+                    by_group.setdefault(group, []).append((step, folder / f"{group}.nc", shapes))
+            for group, entries in by_group.items():
+                groups.setdefault("/" + group, []).append(_stack_segments(group, entries, opened))
         combined = {"/": xr.Dataset(attrs=root_attrs)}
         for node_path, parts in groups.items():
             combined[node_path] = _concat_steps(parts)
