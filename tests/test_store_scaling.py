@@ -295,26 +295,39 @@ def test_files_written_by_jacspec_01_are_read_and_resumed(tmp_path):
     )
 
 
-def _small_run(path: Path, steps: list[int], seed: int) -> None:
-    store = RunStore(path)
+def _small_results(g: np.random.Generator) -> dict:
+    return {
+        "point_jacobian": {
+            s: xr.Dataset(
+                {"sigma": (("sample",), g.normal(size=4)), "other": (("sample",), g.normal(size=4))},
+                coords={"sample": np.arange(4)},
+            )
+            for s in ("train", "test")
+        }
+    }
+
+
+def _small_run(path: Path, steps: list[int], seed: int, how: str) -> None:
+    """A small run: written by the store (closed, or left live as by a kill) or as a plain closed file."""
     g = np.random.default_rng(seed)
+    if how == "plain":  # the closed layout written by plain xarray: quick, and what a closed run is
+        per_step = []
+        for step in steps:
+            by_split = _small_results(g)["point_jacobian"]
+            ds = xr.concat(list(by_split.values()), dim="split").assign_coords(split=list(by_split))
+            per_step.append(ds.expand_dims(step=[step]))
+        tree = xr.DataTree.from_dict({"/": xr.Dataset(attrs={"jacspec_format": "jacspec-run"})})
+        tree["point_jacobian"] = xr.DataTree(xr.concat(per_step, dim="step"))
+        tree.to_netcdf(path)
+        return
+    store = RunStore(path)
     for step in steps:
-        store.append(
-            step,
-            {
-                "point_jacobian": {
-                    s: xr.Dataset(
-                        {
-                            "sigma": (("sample",), g.normal(size=4)),
-                            "other": (("sample",), g.normal(size=4)),
-                        },
-                        coords={"sample": np.arange(4)},
-                    )
-                    for s in ("train", "test")
-                }
-            },
-        )
-    store.close()
+        store.append(step, _small_results(g))
+    if how == "closed":
+        store.close()
+    else:
+        store._finalizer.detach()
+        (store.live / "lock").unlink()
 
 
 def test_open_runs_over_50_runs_reads_one_variable_only(tmp_path, monkeypatch):
@@ -322,7 +335,7 @@ def test_open_runs_over_50_runs_reads_one_variable_only(tmp_path, monkeypatch):
     runs.mkdir()
     step_sets = {i: list(range(0, 10 * (2 + i % 3), 10)) for i in range(50)}  # 2, 3 or 4 steps
     for i, steps in step_sets.items():
-        _small_run(runs / f"run-{i:02d}.nc", steps, seed=i)
+        _small_run(runs / f"run-{i:02d}.nc", steps, seed=i, how="plain" if i < 47 else "closed" if i < 49 else "live")
     reads: list[str] = []
     original = xr_netcdf4.NetCDF4ArrayWrapper._getitem
 
@@ -338,10 +351,11 @@ def test_open_runs_over_50_runs_reads_one_variable_only(tmp_path, monkeypatch):
     reads.clear()
     mean = ds["sigma"].mean(["sample", "split"]).compute()
     assert "sigma" in reads and "other" not in reads
-    # reference: each closed file opened on its own by plain xarray; NaN where a run has no such step
-    for i in (0, 1, 2, 49):
-        with xr.open_datatree(runs / f"run-{i:02d}.nc") as one:
-            ref = one["point_jacobian"]["sigma"].mean(["sample", "split"]).values
+    # reference: the values regenerated from each run's seed; NaN where a run has no such step
+    for i in (0, 1, 2, 47, 48, 49):
+        g = np.random.default_rng(i)
+        values = [_small_results(g)["point_jacobian"] for _ in step_sets[i]]
+        ref = np.array([np.mean([v["train"]["sigma"].values, v["test"]["sigma"].values]) for v in values])
         np.testing.assert_allclose(mean.isel(run=i).values[: len(ref)], ref, rtol=1e-12)
         assert np.isnan(mean.isel(run=i).values[len(ref) :]).all()
     assert list(ds["path"].values[:2]) == [str(runs / "run-00.nc"), str(runs / "run-01.nc")]

@@ -460,18 +460,38 @@ class RunStore:
         self._finalizer = weakref.finalize(self, _finalize, self.path, self.live, self._lock)
 
     def _load_groups(self) -> None:
-        """Group layouts of the stored steps (split or not, 1-D coordinates), to check new results."""
+        """Group layouts of the stored steps (split or not, 1-D coordinates), to check new results.
+
+        Reads the closed file's and the last live segments' metadata only (no dask, no data).
+        """
+        sources: list[xr.Dataset] = []
+        opened: list[Any] = []
         try:
-            tree = open_run(self.path)
-        except FileNotFoundError:
-            return
-        try:
-            for name, node in tree.children.items():
-                ds = node.to_dataset(inherit=False)
+            if self.path.exists():
+                base = xr.open_datatree(self.path, engine="netcdf4")
+                opened.append(base)
+                sources += [_decode_roles(node.to_dataset(inherit=False)) for node in base.children.values()]
+            last: dict[str, Path] = {}
+            for _, folder in _segments(self.live):
+                for file in folder.glob("*.nc"):
+                    last[file.stem] = file
+            for file in last.values():
+                ds = xr.open_dataset(file, engine="netcdf4")
+                opened.append(ds)
+                sources.append(ds.assign_attrs(_jacspec_group=file.stem))
+            names = [ds.attrs.get("_jacspec_group") for ds in sources]
+            if self.path.exists():
+                names[: len(base.children)] = [str(n) for n in base.children]
+            for name, ds in zip(names, sources):
                 static = {key: np.asarray(ds[key].values) for key in _static_coords(ds) if key not in _RESERVED_DIMS}
-                self._groups[str(name)] = {"has_split": "split" in ds.dims, "static": static}
+                known = self._groups.get(name, {"static": {}})["static"]
+                for key, values in known.items():
+                    if key not in static or len(static[key]) < len(values):
+                        static[key] = values
+                self._groups[name] = {"has_split": "split" in ds.dims, "static": static}
         finally:
-            tree.close()
+            for item in opened:
+                item.close()
 
     def append(
         self,
