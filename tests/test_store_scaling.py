@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -200,15 +201,11 @@ def _check_whole(ds: xr.Dataset, steps: list[int]) -> None:
             np.testing.assert_array_equal(ds["values"].sel(step=step, split=split).values, expected)
 
 
-def test_sigkill_at_25_random_moments_then_resume_and_compact(tmp_path):
-    """Kill a writer (1 MB steps) with SIGKILL at 25 random moments; every reported step survives, whole."""
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    path = tmp_path / "killed.nc"
-    env = dict(os.environ, PYTHONPATH=str(Path(jacspec.__file__).parents[1]), OMP_NUM_THREADS="1")
-    rng = random.Random(2024)
+def _kill_repeatedly(script: Path, path: Path, kills: int, seed: int, env: dict, check_lock: threading.Lock) -> list:
+    """Start the writer, SIGKILL it at a random moment, check the run, restart (it resumes); ``kills`` times."""
+    rng = random.Random(seed)
     reported: list[int] = []
-    for _ in range(25):
+    for _ in range(kills):
         proc = subprocess.Popen(
             [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
@@ -219,15 +216,29 @@ def test_sigkill_at_25_random_moments_then_resume_and_compact(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         reported += [int(line) for line in out.split()]
-        tree = jacspec.open_run(path)
-        steps = [int(s) for s in tree["big"].ds["step"].values]
-        # every reported step is on disk, and at most one more (renamed, not yet reported)
-        assert steps[: len(reported)] == reported
-        assert steps == list(range(len(steps)))
-        assert len(steps) - len(reported) in (0, 1)
-        _check_whole(tree["big"].ds, steps[-2:])  # the steps written around the kill are whole
-        tree.close()
+        with check_lock:  # one reader at a time in this process
+            tree = jacspec.open_run(path)
+            steps = [int(s) for s in tree["big"].ds["step"].values]
+            # every reported step is on disk, and at most one more (renamed, not yet reported)
+            assert steps[: len(reported)] == reported
+            assert steps == list(range(len(steps)))
+            assert len(steps) - len(reported) in (0, 1)
+            _check_whole(tree["big"].ds, steps[-2:])  # the steps written around the kill are whole
+            tree.close()
         reported = steps
+    return reported
+
+
+def test_sigkill_at_25_random_moments_then_resume_and_compact(tmp_path):
+    """Kill a writer (1 MB steps) with SIGKILL at 25 random moments; every reported step survives, whole."""
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = dict(os.environ, PYTHONPATH=str(Path(jacspec.__file__).parents[1]), OMP_NUM_THREADS="1")
+    path = tmp_path / "killed.nc"
+    store = RunStore(path)  # created here, so that the children (which resume it) need not import torch
+    store._finalizer.detach()
+    (store.live / "lock").unlink()
+    reported = _kill_repeatedly(script, path, 25, 2024, env, threading.Lock())
     tree = jacspec.open_run(path)
     _check_whole(tree["big"].ds, reported)
     tree.close()
