@@ -1,8 +1,8 @@
 """Benchmark of the run store: per-append time and footprint, jacspec 0.1's store against the live store.
 
 Every probed step appends a PointJacobian-sized result: two splits x ``--samples`` samples x 10 components,
-float64 (160 kB with the default 1000 samples). Reported for each store: the time of the append at steps
-10, 100 and 600 (median of the five appends around that step), the bytes that append wrote, and at the end
+float64 (160 kB with the default 1000 samples). Reported for each store: the time of the 10th, 100th and 600th
+append (median of the five appends around that step), the bytes that append wrote, and at the end
 the footprint on disk over the raw data (for the new store: while live, and the single file after
 ``close()``, with the time the compaction took).
 
@@ -73,9 +73,10 @@ def run(store, footprint_of: Path, steps: int, samples: int) -> dict:
 
 
 def around(values: list[float], mark: int) -> float | None:
-    if mark >= len(values):
+    """Median over the five appends around the ``mark``-th (index ``mark - 1``); None if not reached."""
+    if mark > len(values):
         return None
-    return statistics.median(values[max(0, mark - 2) : mark + 3])
+    return statistics.median(values[max(0, mark - 3) : mark + 2])
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -99,11 +99,25 @@ class RunLockedError(RuntimeError):
     """Another live writer (a :class:`jacspec.Monitor` or ``jacspec compact``) holds the run's lock.
 
     The message names the holder (pid and host) and the lock file.
+
+    Examples
+    --------
+    >>> try:  # doctest: +SKIP
+    ...     jacspec.Monitor(model, probes, path="run.nc", resume=True)
+    ... except jacspec.RunLockedError as err:
+    ...     print(err)  # names the process that writes run.nc
     """
 
 
 class StaleLockWarning(RuntimeWarning):
-    """The lock of a run left by a process that no longer exists (on this host) was taken over."""
+    """The lock of a run left by a process that no longer exists (on this host) was taken over.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> warnings.simplefilter("error", StaleLockWarning)  # refuse to take over a killed run's lock
+    >>> warnings.resetwarnings()
+    """
 
 
 # -- small file-system helpers -------------------------------------------------------------------------
