@@ -1,4 +1,4 @@
-"""Command line: ``jacspec demo`` (the main job), ``report``, ``info``, ``compare`` and ``probes``.
+"""Command line: ``jacspec demo`` (the main job), ``report``, ``info``, ``compare``, ``probes`` and ``compact``.
 
 Every command that reads a run file opens it with :func:`jacspec.open_run` and closes it when done. A
 missing or foreign file (not written by a jacspec Monitor) is reported in one line on stderr with exit
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "demo", "demo_probes", "train_digits_mlp", "report", "info", "compare", "CommandError"]
+__all__ = ["main", "demo", "demo_probes", "train_digits_mlp", "report", "info", "compare", "compact", "CommandError"]
 
 
 def demo_probes() -> list:
