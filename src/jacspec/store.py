@@ -42,7 +42,9 @@ attribute) are read by :func:`open_run` as well.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import glob
 import json
 import os
@@ -52,7 +54,7 @@ import time
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,35 +180,58 @@ def _segments(live: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _check_run_file(path: Path) -> netCDF4.Dataset:
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Hold off the cyclic garbage collector around netCDF-C calls.
+
+    A lazily opened run that is no longer referenced is freed by the cyclic collector, and xarray then
+    closes its files from ``__del__``; if that happens inside another netCDF-C call (the collector runs
+    at any allocation), netCDF-C, which is not reentrant, can crash the process.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        handle = netCDF4.Dataset(path, "r")
-    except OSError as err:
-        raise RunFileError(
-            f"`path` {str(path)!r} is not a readable netCDF4 file, so it is not a jacspec run file "
-            f"({err}). Choose another path."
-        ) from err
-    if getattr(handle, "jacspec_format", None) != FORMAT_NAME:
-        handle.close()
-        raise RunFileError(
-            f"`path` {str(path)!r} was written by something else: it is a netCDF file without the "
-            f"attribute jacspec_format = {FORMAT_NAME!r}. Refusing to touch it; choose another path."
-        )
-    return handle
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _check_run_file(path: Path, last_step: bool = False) -> int | None:
+    """Refuse a file that is not a jacspec run; with ``last_step``, return its largest step (None if none).
+
+    Every direct netCDF4 call of this module holds xarray's netCDF lock: netCDF-C is not reentrant, and
+    xarray closes files from garbage collection only when it can take that lock.
+    """
+    with _no_gc(), NETCDF4_PYTHON_LOCK:
+        try:
+            handle = netCDF4.Dataset(path, "r")
+        except OSError as err:
+            raise RunFileError(
+                f"`path` {str(path)!r} is not a readable netCDF4 file, so it is not a jacspec run file "
+                f"({err}). Choose another path."
+            ) from err
+        try:
+            if getattr(handle, "jacspec_format", None) != FORMAT_NAME:
+                raise RunFileError(
+                    f"`path` {str(path)!r} was written by something else: it is a netCDF file without the "
+                    f"attribute jacspec_format = {FORMAT_NAME!r}. Refusing to touch it; choose another path."
+                )
+            if not last_step:
+                return None
+            steps = [
+                int(np.max(group.variables["step"][:]))
+                for group in handle.groups.values()
+                if "step" in group.variables and group.variables["step"].size > 0
+            ]
+        finally:
+            handle.close()
+    return max(steps) if steps else None
 
 
 def _file_last_step(path: Path) -> int | None:
     """The largest step stored in a closed run file (None when it holds no step)."""
-    handle = _check_run_file(path)
-    try:
-        steps = [
-            int(np.max(group.variables["step"][:]))
-            for group in handle.groups.values()
-            if "step" in group.variables and group.variables["step"].size > 0
-        ]
-    finally:
-        handle.close()
-    return max(steps) if steps else None
+    return _check_run_file(path, last_step=True)
 
 
 # -- the lock ----------------------------------------------------------------------------------------
@@ -411,7 +436,7 @@ class RunStore:
         base = self.path.exists()
         live = self.live.is_dir()
         if base and (resume or overwrite):
-            _check_run_file(self.path).close()  # never touch a file that is not a jacspec run
+            _check_run_file(self.path)  # never touch a file that is not a jacspec run
         if base and not resume and not overwrite:
             raise FileExistsError(
                 f"`path` {str(self.path)!r} already exists. Pass resume=True to continue that run, "
@@ -455,7 +480,7 @@ class RunStore:
                 root_attrs["created"] = utc_now()
                 root_attrs.update(attrs or {})
                 tmp = self.live / f"{_TMP_PREFIX}{_ATTRS_FILE}"
-                with netCDF4.Dataset(tmp, "w", format="NETCDF4") as handle:
+                with NETCDF4_PYTHON_LOCK, netCDF4.Dataset(tmp, "w", format="NETCDF4") as handle:
                     handle.setncatts(netcdf_safe(root_attrs))
                 _fsync_path(tmp)
                 os.replace(tmp, self.live / _ATTRS_FILE)
@@ -473,6 +498,7 @@ class RunStore:
             raise
         self._finalizer = weakref.finalize(self, _finalize, self.path, self.live, self._lock)
 
+    @_no_gc()
     def _load_groups(self) -> None:
         """Group layouts of the stored steps (split or not, 1-D coordinates), to check new results.
 
@@ -507,6 +533,7 @@ class RunStore:
             for item in opened:
                 item.close()
 
+    @_no_gc()
     def append(
         self,
         step: int,
@@ -695,6 +722,7 @@ class RunStore:
 # -- compaction -----------------------------------------------------------------------------------------
 
 
+@_no_gc()
 def _compact(path: Path, live: Path) -> Path:
     """Write base + segments into ``path`` (temporary name, fsync, rename), then remove ``live``."""
     tree = _open_parts(path, live)
@@ -764,11 +792,11 @@ def compact(path: str | os.PathLike) -> Path:
     live = live_folder(path)
     if not live.is_dir():
         if path.exists():
-            _check_run_file(path).close()
+            _check_run_file(path)
             return path
         raise FileNotFoundError(f"`path` {str(path)!r} does not exist, and neither does its live folder {str(live)!r}.")
     if path.exists():
-        _check_run_file(path).close()
+        _check_run_file(path)
     lock = _acquire_lock(live, path)
     try:
         return _compact(path, live)
@@ -807,30 +835,79 @@ _HANDLES: OrderedDict[tuple[str, int, int], netCDF4.Dataset] = OrderedDict()
 _MAX_HANDLES = 64
 
 
-def _read_raw(file: str, key: str, dtype: np.dtype) -> np.ndarray:
-    """One variable of one segment file, as xarray would decode it (netCDF4, raw values; handles cached)."""
+def _read_raw(file: str, key: str, dtype: np.dtype, group: str | None = None, index: Any = Ellipsis) -> np.ndarray:
+    """``index`` of one variable of a file, as xarray would decode it (netCDF4, raw values; handles cached).
+
+    Every lazy read of :func:`open_run` comes here, under xarray's netCDF lock: no xarray file handle
+    outlives ``open_run`` (xarray 2026.9 can crash when a file it shares between two opens is closed).
+    """
     info = os.stat(file)
     cache_key = (file, info.st_ino, info.st_mtime_ns)
-    with NETCDF4_PYTHON_LOCK:
+    with _no_gc(), NETCDF4_PYTHON_LOCK:
         handle = _HANDLES.pop(cache_key, None)
         if handle is None:
             handle = netCDF4.Dataset(file, "r")
             while len(_HANDLES) >= _MAX_HANDLES:
                 _HANDLES.popitem(last=False)[1].close()
         _HANDLES[cache_key] = handle
-        var = handle.variables[key]
+        node = handle if group is None else handle.groups[group]
+        var = node.variables[key]
         var.set_auto_maskandscale(False)
-        data = np.asarray(var[...])
+        data = np.asarray(var[index])
     if dtype.kind == "b":
         return data.astype(bool)
     return data.astype(dtype, copy=False)
 
 
-def _forget_handles(folder: Path) -> None:
-    """Close cached handles of files under ``folder`` (before it is removed)."""
+class _FileVar:
+    """A lazy array-like over one variable of a closed run file (read through :func:`_read_raw`)."""
+
+    def __init__(self, file: str, group: str, key: str, shape: tuple[int, ...], dtype: np.dtype):
+        self.file, self.group, self.key, self.shape, self.dtype = file, group, key, shape, dtype
+        self.ndim = len(shape)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return _read_raw(self.file, self.key, self.dtype, self.group, index)
+
+
+def _lazy(name: str, key: str, source: Any, var: xr.Variable) -> xr.Variable:
+    """``var`` with its data replaced by a dask array over ``source``, chunked one step long."""
+    import dask.array
+
+    data = dask.array.from_array(
+        source,
+        chunks=(1, *var.shape[1:]),
+        asarray=False,
+        lock=False,
+        name=f"jacspec-{name}-{key}-{time.monotonic_ns()}",
+        meta=np.empty((0,) * var.ndim, dtype=var.dtype),
+    )
+    return xr.Variable(var.dims, data, attrs=var.attrs)
+
+
+def _rebuild(ds: xr.Dataset, variables: dict[Any, xr.Variable]) -> xr.Dataset:
+    coords = list(ds.coords)
+    out = xr.Dataset({k: v for k, v in variables.items() if k not in coords}, attrs=dict(ds.attrs))
+    return out.assign_coords({k: variables[k] for k in coords})
+
+
+def _lazy_group(path: Path, group: str, ds: xr.Dataset) -> xr.Dataset:
+    """A group of a closed file opened by xarray (not dask): metadata and 1-D coordinates loaded, the
+    per-step numeric variables dask arrays read through :func:`_read_raw`, so the xarray handle can close."""
+    variables = {}
+    for key, var in ds.variables.items():
+        if var.dims[:1] == ("step",) and var.dtype.kind in "biuf" and key != "step" and var.size:
+            variables[key] = _lazy(group, str(key), _FileVar(str(path), group, str(key), var.shape, var.dtype), var)
+        else:
+            variables[key] = xr.Variable(var.dims, np.asarray(var.values), attrs=var.attrs)
+    return _rebuild(ds, variables)
+
+
+def _forget_handles(folder: Path, file: Path | None = None) -> None:
+    """Close cached handles of files under ``folder`` (before it is removed), and of ``file``."""
     prefix = str(folder) + os.sep
-    with NETCDF4_PYTHON_LOCK:
-        for cache_key in [k for k in _HANDLES if k[0].startswith(prefix)]:
+    with _no_gc(), NETCDF4_PYTHON_LOCK:
+        for cache_key in [k for k in _HANDLES if k[0].startswith(prefix) or k[0] == str(file)]:
             _HANDLES.pop(cache_key).close()
 
 
@@ -860,23 +937,19 @@ def _stack_segments(name: str, entries: list[tuple[int, Path, dict]], opened: li
     The structure comes from the first segment (opened with xarray); each step's manifest gives its
     shapes. Segments whose shapes differ are combined by xarray instead (padded with NaN).
     """
-    template = xr.open_dataset(entries[0][1], engine="netcdf4", chunks={})
-    opened.append(template)
-    template = _clear_encoding(template)
+    with xr.open_dataset(entries[0][1], engine="netcdf4") as handle:
+        template = _clear_encoding(handle.load())
     first = entries[0][2]
     fast = all(e[2] == first for e in entries) and all(
         "step" not in var.dims or (var.dtype.kind in "biuf" and var.dims[:1] == ("step",))
         for var in template.variables.values()
     )
-    if not fast:
+    if not fast:  # rare (shapes that change between steps): read with xarray, in memory
         parts = [template]
         for _, file, _ in entries[1:]:
-            ds = xr.open_dataset(file, engine="netcdf4", chunks={})
-            opened.append(ds)
-            parts.append(_clear_encoding(ds))
+            with xr.open_dataset(file, engine="netcdf4") as handle:
+                parts.append(_clear_encoding(handle.load()))
         return _concat_steps(parts)
-    import dask.array
-
     files = [str(e[1]) for e in entries]
     steps = np.asarray([e[0] for e in entries], dtype=np.int64)
     variables = {}
@@ -886,19 +959,8 @@ def _stack_segments(name: str, entries: list[tuple[int, Path, dict]], opened: li
         elif key == "step":
             variables[key] = xr.Variable(("step",), steps, attrs=var.attrs)
         else:
-            stack = _SegmentStack(files, str(key), var.shape, var.dtype)
-            data = dask.array.from_array(
-                stack,
-                chunks=(1, *var.shape[1:]),
-                asarray=False,
-                lock=False,
-                name=f"jacspec-{name}-{key}-{time.monotonic_ns()}",
-                meta=np.empty((0,) * var.ndim, dtype=var.dtype),
-            )
-            variables[key] = xr.Variable(var.dims, data, attrs=var.attrs)
-    coords = [key for key in template.coords]
-    ds = xr.Dataset({k: v for k, v in variables.items() if k not in coords}, attrs=template.attrs)
-    return ds.assign_coords({k: variables[k] for k in coords})
+            variables[key] = _lazy(name, str(key), _SegmentStack(files, str(key), var.shape, var.dtype), var)
+    return _rebuild(template, variables)
 
 
 def _open_parts(path: Path, live: Path) -> xr.DataTree:
@@ -909,18 +971,18 @@ def _open_parts(path: Path, live: Path) -> xr.DataTree:
     base_last = None
     try:
         if path.exists():
-            _check_run_file(path).close()
-            base = xr.open_datatree(path, engine="netcdf4", chunks={})
-            opened.append(base)
-            root_attrs = dict(base.attrs)
-            for node in base.subtree:
-                if node is base:
-                    continue
-                ds = _clear_encoding(_decode_roles(node.to_dataset(inherit=False)))
-                groups.setdefault(node.path, []).append(ds)
-                if "step" in ds.dims and ds.sizes["step"]:
-                    last = int(ds["step"].values.max())
-                    base_last = last if base_last is None else max(base_last, last)
+            _check_run_file(path)
+            with xr.open_datatree(path, engine="netcdf4") as base:
+                root_attrs = dict(base.attrs)
+                for node in base.subtree:
+                    if node is base:
+                        continue
+                    ds = _clear_encoding(_decode_roles(node.to_dataset(inherit=False)))
+                    ds = _lazy_group(path, str(node.name), ds)
+                    groups.setdefault(node.path, []).append(ds)
+                    if "step" in ds.dims and ds.sizes["step"]:
+                        last = int(ds["step"].values.max())
+                        base_last = last if base_last is None else max(base_last, last)
         if live.is_dir():
             if not root_attrs:
                 attrs_file = live / _ATTRS_FILE
@@ -955,6 +1017,7 @@ def _open_parts(path: Path, live: Path) -> xr.DataTree:
     def close() -> None:
         for item in opened:
             item.close()
+        _forget_handles(live, path)
 
     tree.set_close(close)
     return tree
