@@ -118,10 +118,10 @@ def test_open_run_is_lazy_for_live_and_closed_runs(tmp_path, monkeypatch):
         return array
 
     monkeypatch.setattr(xr_netcdf4.NetCDF4ArrayWrapper, "_getitem", counting)
-    raw = jacspec.store._read_raw  # the live run's reader of one segment file
+    raw = jacspec.store._read_raw  # the reader of every lazy chunk (closed file or live segment)
 
-    def counting_raw(file, key, dtype):
-        array = raw(file, key, dtype)
+    def counting_raw(file, key, dtype, *where):
+        array = raw(file, key, dtype, *where)
         reads.append((key, array.size))
         return array
 
@@ -355,6 +355,13 @@ def test_open_runs_over_50_runs_reads_one_variable_only(tmp_path, monkeypatch):
         return original(self, key)
 
     monkeypatch.setattr(xr_netcdf4.NetCDF4ArrayWrapper, "_getitem", counting)
+    raw = jacspec.store._read_raw  # the reader of every lazy chunk
+
+    def counting_raw(file, key, dtype, *where):
+        reads.append(key)
+        return raw(file, key, dtype, *where)
+
+    monkeypatch.setattr(jacspec.store, "_read_raw", counting_raw)
     sweep = jacspec.open_runs(str(runs / "run-*.nc"), labels=[i / 10 for i in range(50)])
     ds = sweep["point_jacobian"].ds
     assert ds.sizes["run"] == 50 and list(ds["step"].values) == [0, 10, 20, 30]

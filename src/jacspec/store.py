@@ -204,6 +204,7 @@ def _check_run_file(path: Path, last_step: bool = False) -> int | None:
     xarray closes files from garbage collection only when it can take that lock.
     """
     with _no_gc(), NETCDF4_PYTHON_LOCK:
+        _forget_handles_locked()
         try:
             handle = netCDF4.Dataset(path, "r")
         except OSError as err:
@@ -508,6 +509,7 @@ class RunStore:
         opened: list[Any] = []
         try:
             if self.path.exists():
+                _forget_handles()
                 base = xr.open_datatree(self.path, engine="netcdf4")
                 opened.append(base)
                 sources += [_decode_roles(node.to_dataset(inherit=False)) for node in base.children.values()]
@@ -516,6 +518,7 @@ class RunStore:
                 for file in folder.glob("*.nc"):
                     last[file.stem] = file
             for file in last.values():
+                _forget_handles()
                 ds = xr.open_dataset(file, engine="netcdf4")
                 opened.append(ds)
                 sources.append(ds.assign_attrs(_jacspec_group=file.stem))
@@ -903,12 +906,17 @@ def _lazy_group(path: Path, group: str, ds: xr.Dataset) -> xr.Dataset:
     return _rebuild(ds, variables)
 
 
-def _forget_handles(folder: Path, file: Path | None = None) -> None:
-    """Close cached handles of files under ``folder`` (before it is removed), and of ``file``."""
-    prefix = str(folder) + os.sep
+def _forget_handles(folder: Path | None = None, file: Path | None = None) -> None:
+    """Close the reader's cached netCDF4 handles (all of them by default; the arguments are accepted for
+    clarity at the call sites). Called before any other open of a run's files: netCDF4 1.7 / HDF5 can
+    crash when a file has two handles in one process and one is closed, then the file is opened again."""
     with _no_gc(), NETCDF4_PYTHON_LOCK:
-        for cache_key in [k for k in _HANDLES if k[0].startswith(prefix) or k[0] == str(file)]:
-            _HANDLES.pop(cache_key).close()
+        _forget_handles_locked()
+
+
+def _forget_handles_locked() -> None:
+    while _HANDLES:
+        _HANDLES.popitem(last=False)[1].close()
 
 
 class _SegmentStack:
@@ -937,16 +945,21 @@ def _stack_segments(name: str, entries: list[tuple[int, Path, dict]], opened: li
     The structure comes from the first segment (opened with xarray); each step's manifest gives its
     shapes. Segments whose shapes differ are combined by xarray instead (padded with NaN).
     """
+    _forget_handles()
     with xr.open_dataset(entries[0][1], engine="netcdf4") as handle:
-        template = _clear_encoding(handle.load())
+        template = _clear_encoding(handle.copy())
+        for key, var in template.variables.items():  # 1-D coordinates now; per-step data stays on disk
+            if "step" not in var.dims and key not in template.indexes:
+                var.load()
     first = entries[0][2]
     fast = all(e[2] == first for e in entries) and all(
         "step" not in var.dims or (var.dtype.kind in "biuf" and var.dims[:1] == ("step",))
         for var in template.variables.values()
     )
     if not fast:  # rare (shapes that change between steps): read with xarray, in memory
-        parts = [template]
-        for _, file, _ in entries[1:]:
+        parts = []
+        for _, file, _ in entries:
+            _forget_handles()
             with xr.open_dataset(file, engine="netcdf4") as handle:
                 parts.append(_clear_encoding(handle.load()))
         return _concat_steps(parts)
@@ -972,6 +985,7 @@ def _open_parts(path: Path, live: Path) -> xr.DataTree:
     try:
         if path.exists():
             _check_run_file(path)
+            _forget_handles()
             with xr.open_datatree(path, engine="netcdf4") as base:
                 root_attrs = dict(base.attrs)
                 for node in base.subtree:
@@ -991,6 +1005,7 @@ def _open_parts(path: Path, live: Path) -> xr.DataTree:
                         f"the live folder {str(live)!r} has no {_ATTRS_FILE}: it is not a jacspec run (or it "
                         "was killed before writing anything)."
                     )
+                _forget_handles()
                 with xr.open_dataset(attrs_file, engine="netcdf4") as handle:
                     root_attrs = dict(handle.attrs)
             by_group: dict[str, list[tuple[int, Path, dict]]] = {}
