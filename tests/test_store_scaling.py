@@ -447,3 +447,19 @@ def test_foreign_file_and_leftovers_without_resume(tmp_path):
             call()
     assert foreign.read_bytes() == content and not live_folder(foreign).exists()
     assert main(["compact", str(tmp_path / "missing.nc")]) == 2
+
+
+def test_cli_reads_a_killed_run_and_compacts_it(tmp_path, capsys):
+    path = tmp_path / "run.nc"
+    store = RunStore(path)
+    for step in (0, 5):
+        store.append(step, {"spectral_norm": {None: SpectralNorm().measure(mlp())}})
+    store._finalizer.detach()
+    (store.live / "lock").unlink()  # killed: only run.nc.live/ is left
+    assert not path.exists()
+    assert main(["info", str(path)]) == 0
+    assert "group spectral_norm: 2 steps" in capsys.readouterr().out
+    assert main(["compact", str(path)]) == 0
+    assert "2 steps in one file" in capsys.readouterr().out
+    with xr.open_datatree(path) as tree:
+        assert list(tree["spectral_norm"]["step"].values) == [0, 5]
