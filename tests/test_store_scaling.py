@@ -463,3 +463,19 @@ def test_cli_reads_a_killed_run_and_compacts_it(tmp_path, capsys):
     assert "2 steps in one file" in capsys.readouterr().out
     with xr.open_datatree(path) as tree:
         assert list(tree["spectral_norm"]["step"].values) == [0, 5]
+
+
+def test_store_released_while_netcdf_is_busy_waits_for_exit(tmp_path, monkeypatch):
+    """A store garbage-collected while netCDF code holds xarray's (non-reentrant) lock must not deadlock:
+    its compaction is deferred to interpreter exit."""
+    deferred = []
+    monkeypatch.setattr(jacspec.store.atexit, "register", lambda fn, *args: deferred.append((fn, args)))
+    path = tmp_path / "run.nc"
+    store = RunStore(path)
+    store.append(0, {"spectral_norm": {None: SpectralNorm().measure(mlp())}})
+    with jacspec.store.NETCDF4_PYTHON_LOCK:
+        del store  # the finalizer runs here (no reference cycle), with the lock held
+    assert live_folder(path).is_dir() and not path.exists() and len(deferred) == 1
+    fn, args = deferred[0]
+    fn(*args)  # what interpreter exit does
+    assert path.is_file() and not live_folder(path).exists()

@@ -42,6 +42,7 @@ attribute) are read by :func:`open_run` as well.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import gc
@@ -357,8 +358,15 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
 # -- the writer -----------------------------------------------------------------------------------------
 
 
-def _finalize(path: Path, live: Path, lock: Path) -> None:
-    """Garbage collection or interpreter exit of an open store: compact, as close() would."""
+def _finalize(path: Path, live: Path, lock: Path, at_exit: bool = False) -> None:
+    """Garbage collection or interpreter exit of an open store: compact, as close() would.
+
+    The collector may run while netCDF code (xarray's or ours) holds the netCDF lock, which is not
+    reentrant: then the compaction waits for interpreter exit instead of deadlocking.
+    """
+    if NETCDF4_PYTHON_LOCK.locked() and not at_exit:
+        atexit.register(_finalize, path, live, lock, True)
+        return
     try:
         if live.is_dir():
             _compact(path, live)
