@@ -139,7 +139,9 @@ class TangentKernelOperator:
                 f = self.wrapped(self.x[start:stop])
                 cot = v[start:stop].permute(2, 0, 1).to(f.dtype)  # (b, m, c)
                 try:
-                    grads = torch.autograd.grad(f, tensors, grad_outputs=cot, is_grads_batched=True, allow_unused=True)
+                    grads = torch.autograd.grad(
+                        f, tensors, grad_outputs=cot, is_grads_batched=True, allow_unused=True
+                    )
                 except RuntimeError:
                     cols = [
                         torch.autograd.grad(f, tensors, grad_outputs=cot[j], retain_graph=j < b - 1, allow_unused=True)
@@ -177,9 +179,8 @@ class TangentKernelOperator:
                 f = self.wrapped(xc)
                 w = torch.zeros_like(f, requires_grad=True)
                 names = list(self.params)
-                g = torch.autograd.grad(
-                    f, [self.params[k] for k in names], grad_outputs=w, create_graph=True, allow_unused=True
-                )
+                g = torch.autograd.grad(f, [self.params[k] for k in names], grad_outputs=w, create_graph=True,
+                                        allow_unused=True)
                 for j in range(b):
                     terms = [(gi * u[k][j]).sum() for gi, k in zip(g, names) if gi is not None]
                     (ju,) = torch.autograd.grad(sum(terms), w, retain_graph=j < b - 1)
@@ -240,14 +241,15 @@ class TangentKernelOperator:
             with torch.enable_grad():
                 f = self.wrapped(xc[i : i + 1])[0]
                 per_class = [
-                    torch.autograd.grad(
-                        f[a], [self.params[k] for k in names], retain_graph=a < self.c - 1, allow_unused=True
-                    )
+                    torch.autograd.grad(f[a], [self.params[k] for k in names], retain_graph=a < self.c - 1,
+                                        allow_unused=True)
                     for a in range(self.c)
                 ]
             for idx, k in enumerate(names):
                 rows[k].append(
-                    torch.stack([torch.zeros_like(self.params[k]) if g[idx] is None else g[idx] for g in per_class])
+                    torch.stack([
+                        torch.zeros_like(self.params[k]) if g[idx] is None else g[idx] for g in per_class
+                    ])
                 )
         return {k: torch.stack(v) for k, v in rows.items()}
 
@@ -499,3 +501,4 @@ def matrix_free_statistics(
         cka = numerator / denom if denom > 0 else math.nan
         cka_se = abs(cka) * 0.5 * frob_se / frob2 if frob2 > 0 else math.nan
     return MatrixFreeStatistics(eigenvalues, trace, layer_trace, erank, erank_se, cka, cka_se, op.n_products)
+
