@@ -14,12 +14,14 @@ from typing import Any
 
 from jacspec._version import __version__
 
-__all__ = ["__version__", "Monitor", "open_run", "StopTraining"]
+__all__ = ["__version__", "Monitor", "open_run", "open_runs", "RunLockedError", "StopTraining"]
 
 _LAZY_ATTRS = {
     "Monitor": "jacspec.monitor",
     "StopTraining": "jacspec.monitor",
     "open_run": "jacspec.store",
+    "open_runs": "jacspec.store",
+    "RunLockedError": "jacspec.store",
 }
 _SUBMODULES = {
     "probes",

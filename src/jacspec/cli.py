@@ -1,4 +1,4 @@
-"""Command line: ``jacspec demo`` (the main job), ``report``, ``info``, ``compare`` and ``probes``.
+"""Command line: ``jacspec demo`` (the main job), ``report``, ``info``, ``compare``, ``probes`` and ``compact``.
 
 Every command that reads a run file opens it with :func:`jacspec.open_run` and closes it when done. A
 missing or foreign file (not written by a jacspec Monitor) is reported in one line on stderr with exit
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "demo", "demo_probes", "train_digits_mlp", "report", "info", "compare", "CommandError"]
+__all__ = ["main", "demo", "demo_probes", "train_digits_mlp", "report", "info", "compare", "compact", "CommandError"]
 
 
 def demo_probes() -> list:
@@ -246,9 +246,10 @@ class CommandError(Exception):
 def _opened(path: str | Path) -> Iterator[Any]:
     """``jacspec.open_run(path)``, closed on exit; a missing or foreign file is a :class:`CommandError`."""
     import jacspec
+    from jacspec.store import live_folder
 
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not live_folder(path).is_dir():  # a live or killed run is a folder run.nc.live
         raise CommandError(f"{str(path)!r}: no such file")
     if path.is_dir():
         raise CommandError(f"{str(path)!r} is a directory, not a run file")
@@ -472,6 +473,39 @@ def _probe_lines() -> list[str]:
     return lines
 
 
+def compact(path: str | Path) -> str:
+    """``jacspec compact RUN``: write the steps of a killed run (``RUN.live/``) into the single file RUN.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run file; its live folder ``RUN.live`` holds the steps of a run that was not closed.
+
+    Returns
+    -------
+    str
+        One line: the file written, its steps and size.
+
+    Examples
+    --------
+    >>> print(compact("runs/killed.nc"))  # doctest: +SKIP
+    runs/killed.nc: 120 steps in one file (19.3 MB)
+    """
+    from jacspec import store
+
+    path = Path(path)
+    if not path.exists() and not store.live_folder(path).is_dir():
+        raise CommandError(f"{str(path)!r}: no such file, and no live folder {str(store.live_folder(path))!r}")
+    try:
+        store.compact(path)
+        with _opened(path) as tree:
+            groups = [node.ds for node in tree.children.values() if "step" in node.ds.dims]
+            steps = {int(s) for ds in groups for s in ds["step"].values}
+    except (OSError, store.RunFileError, store.RunLockedError) as err:
+        raise CommandError(" ".join(str(err).split())) from err
+    return f"{path}: {len(steps)} steps in one file ({path.stat().st_size / 1e6:.1f} MB)"
+
+
 def _parser() -> argparse.ArgumentParser:
     from jacspec import __version__
 
@@ -503,7 +537,10 @@ def _parser() -> argparse.ArgumentParser:
     p_compare.add_argument("--split", help="draw only this split (default: every split)")
     p_compare.add_argument("--out", default="compare.png", help="PNG to write (default: compare.png)")
     sub.add_parser("probes", help="list the available probes (built-in and registered)")
-    # (room here for `jacspec compact`, added with the lazy store)
+    p_compact = sub.add_parser(
+        "compact", help="turn the leftovers of a run that was not closed (RUN.live/) into the single file RUN"
+    )
+    p_compact.add_argument("run", help="run file (.nc) whose RUN.live folder is left over")
     return parser
 
 
@@ -538,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"figure written to {compare(args.runs, args.var, args.out, split=args.split)}")
         elif args.command == "probes":
             print("\n".join(_probe_lines()))
+        elif args.command == "compact":
+            print(compact(args.run))
     except CommandError as err:
         print(f"jacspec {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -230,9 +230,13 @@ class Monitor:
         Which steps are probed: every n steps (steps divisible by n, including 0), log-spaced steps
         (:class:`jacspec.schedules.LogSpaced`), an explicit list, or a predicate ``step -> bool``.
     path : str or Path, optional
-        Run file to write (its directory must exist). ``None`` keeps nothing on disk.
+        Run file to write (its directory must exist). ``None`` keeps nothing on disk. While the monitor
+        is open the steps go to the folder ``<path>.live/`` (one small file per probe and step, each
+        append costing only that step); :meth:`close` leaves ``path`` as one netCDF4 file. A second
+        Monitor on the same path raises :class:`jacspec.store.RunLockedError`.
     resume : bool
-        Append to an existing run file; steps not after its last step are skipped.
+        Continue an existing run, closed or killed (never closed); steps not after its last step are
+        skipped.
     overwrite : bool
         Replace an existing run file. Without ``resume`` or ``overwrite`` an existing file is an error.
     progress : bool
@@ -519,11 +523,19 @@ class Monitor:
             )
 
     def close(self) -> None:
-        """Detach from every optimizer. The run file is already complete after each step."""
+        """Detach from every optimizer and leave the run as one netCDF4 file at ``path``.
+
+        Every probed step is already on disk (in ``<path>.live/``); closing compacts them into the single
+        file that plain ``xarray.open_datatree(path)`` opens, and removes the live folder. Called by the
+        context manager's exit; a Monitor that is garbage-collected (or alive at interpreter exit) is
+        compacted too. Idempotent.
+        """
         self._closed = True
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if self.store is not None:
+            self.store.close()
 
     def __enter__(self) -> Monitor:
         return self
