@@ -95,7 +95,21 @@ _MANIFEST_FILE = "manifest.json"
 
 
 class RunFileError(ValueError):
-    """A file that is not a jacspec run file, or whose layout does not fit a new result."""
+    """A file that is not a jacspec run file, or whose layout does not fit a new result.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import jacspec
+    >>> from jacspec.store import RunFileError
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "notes.nc"
+    >>> _ = path.write_text("not a run")
+    >>> try:
+    ...     jacspec.open_run(path)
+    ... except RunFileError:
+    ...     print("not a jacspec run")
+    not a jacspec run
+    """
 
 
 class RunLockedError(RuntimeError):
