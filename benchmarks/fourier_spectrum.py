@@ -1,6 +1,6 @@
 """Benchmark of FourierSpectrum against a naive implementation and a hand-written numpy/scipy peer.
 
-Cases (a 6×256 ReLU MLP, float32, as in paper 002's Experiment 1, unless said otherwise):
+Cases (a 6×256 ReLU MLP, float32, as in Baratin 2021's Experiment 1, unless said otherwise):
 
 1. ``grid-1d``: N = 200 on [0, 1) — probe vs a per-point forward loop + the DFT as an explicit O(N²)
    sum (naive) vs one batched forward + ``numpy.fft.rfft`` (peer).

@@ -1,4 +1,4 @@
-"""Validation and timing of the mutual-information estimators (paper 002, chapter 5, section 4).
+"""Validation and timing of the mutual-information estimators (Baratin 2021, chapter 5, section 4).
 
 1. Correlated Gaussians x, z ∈ ℝ^d with componentwise correlation ρ, ground truth −d/2·log(1 − ρ²):
    estimate, truth, relative error and time of ``mine``, ``mine_f`` and ``ksg`` (default options).
@@ -101,7 +101,7 @@ def uniform_noise_truth(f, sigma: float, dims: int = 2) -> float:
 
 
 def invariance_table(n, sigmas, methods, seed):
-    """Paper 002, Fig. 5.2. Note: I(X; f(X) + σε) does depend on f through the law of f(X); the truth
+    """Baratin 2021, Fig. 5.2. Note: I(X; f(X) + σε) does depend on f through the law of f(X); the truth
     per f is computed by quadrature, so the check is 'each estimate near its own truth'."""
     functions = {"x": lambda v: v, "x^3": lambda v: v**3, "sin(x)": np.sin}
     rows = []

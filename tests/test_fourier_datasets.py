@@ -16,7 +16,7 @@ def test_exports():
 
 @pytest.mark.parametrize("petals", [0, 1, 4, 20])
 def test_flower_curve_matches_closed_form(petals):
-    # reference: eq. 13 of paper 002 written out in numpy
+    # reference: eq. 13 of Baratin 2021 written out in numpy
     z = np.linspace(0, 1, 37, endpoint=False)
     radius = 1 + 0.5 * np.sin(2 * np.pi * petals * z)
     expected = np.stack([radius * np.cos(2 * np.pi * z), radius * np.sin(2 * np.pi * z)], 1)

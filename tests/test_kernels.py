@@ -2,7 +2,7 @@
 
 Reference: Φ[(i, a), p] = ∂f_a(x_i)/∂w_p built column block by column block with
 ``torch.autograd.functional.jacobian`` of ``functional_call(model, params, x)`` with respect to every
-trainable parameter (float64), and K = Φ Φᵀ (paper 002, B.1.4, eq. 22).
+trainable parameter (float64), and K = Φ Φᵀ (Baratin 2021, B.1.4, eq. 22).
 """
 
 from __future__ import annotations
@@ -350,7 +350,7 @@ def test_bad_options():
 
 
 # ---------------------------------------------------------------------------------------------------
-# Statistics against plain numpy written from the thesis' equations (paper 002, eqs. 5-7)
+# Statistics against plain numpy written from the thesis' equations (Baratin 2021, eqs. 5-7)
 # ---------------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Reduced version of examples/mdl_label_noise.py (paper 000, 5.1–5.2): a 1×512 MLP on 200 digits,
+"""Reduced version of examples/mdl_label_noise.py (Brandão et al. 2023, 5.1–5.2): a 1×512 MLP on 200 digits,
 trained until it fits random labels, has a larger mean log singular value at p = 1 than at p = 0."""
 
 import importlib.util
@@ -32,7 +32,7 @@ def test_reduced_label_noise_raises_mean_log_singular_value(tmp_path):
     # both fit their training labels (the paper compares networks trained to overfit) ...
     assert clean["train_accuracy"] > 0.9 and noisy["train_accuracy"] > 0.9
     assert noisy["test_accuracy"] < 0.3  # ... and random labels do not generalise
-    # paper 000, 5.1: E[log σ] on the training set rises with the label noise p
+    # Brandão et al. 2023, 5.1: E[log σ] on the training set rises with the label noise p
     assert noisy["train_mean_log_sigma"] > clean["train_mean_log_sigma"] + 0.05
     # run files and the figure were written; each run holds the initial and two probed steps
     import jacspec

@@ -28,7 +28,7 @@ FAST_MINE = {"hidden": (64, 64), "batch_size": 256, "iterations": 600, "learning
 
 
 def correlated_gaussians(d: int, rho: float, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """x, z ∈ ℝ^d with corr(x_i, z_j) = δ_ij ρ; ground truth I = −d/2·log(1 − ρ²) (paper 002, l.1385)."""
+    """x, z ∈ ℝ^d with corr(x_i, z_j) = δ_ij ρ; ground truth I = −d/2·log(1 − ρ²) (Baratin 2021, l.1385)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d))
     return x, rho * x + math.sqrt(1 - rho * rho) * rng.standard_normal((n, d))

@@ -39,7 +39,7 @@ def test_reduced_spectral_bias_lowest_frequency_first(example, one_thread, ampli
     reach = example.learning_step(results["normalized_amplitude"].mean("phase"))
     assert math.isfinite(reach.sel(target_frequency=5).item())
     assert reach.sel(target_frequency=5).item() < reach.sel(target_frequency=20).item()
-    # the loss went down and the product of spectral norms grew (paper 002, Fig. 3.1)
+    # the loss went down and the product of spectral norms grew (Baratin 2021, Fig. 3.1)
     loss = results["loss"].isel(phase=0)
     assert loss.isel(step=-1) < loss.isel(step=0)
     norms = results["spectral_norm"].isel(phase=0)
@@ -72,7 +72,7 @@ def manifold_example():
 
 
 def test_reduced_manifold_and_kernel_spectra(manifold_example):
-    # more petals: more of the same network's energy at latent frequencies ≥ 10 (paper 002, eq. 15)
+    # more petals: more of the same network's energy at latent frequencies ≥ 10 (Baratin 2021, eq. 15)
     spectra = manifold_example.manifold_spectra(petals=(0, 16), n_points=200, width=32)
     high = {L: float((a.values[10:] ** 2).sum() / (a.values[1:] ** 2).sum()) for L, a in spectra.items()}
     assert high[16] > 5 * high[0]

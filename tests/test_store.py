@@ -185,7 +185,7 @@ def test_sigkill_at_random_moments_leaves_a_readable_file(tmp_path):
     path = tmp_path / "killed.nc"
     rng = random.Random(1234)
     reported: list[int] = []
-    for _ in range(4):  # 25 kills of a store-only writer: tests/test_store_scaling.py
+    for _ in range(4):  # 50 kills of a store-only writer: tests/test_store_scaling.py
         proc = subprocess.Popen(
             [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )

@@ -229,8 +229,11 @@ def _kill_repeatedly(script: Path, path: Path, kills: int, seed: int, env: dict,
     return reported
 
 
-def test_sigkill_at_25_random_moments_then_resume_and_compact(tmp_path):
-    """Kill a writer (1 MB steps) with SIGKILL at 25 random moments; every reported step survives, whole."""
+def test_sigkill_at_50_random_moments_then_resume_and_compact(tmp_path):
+    """Kill a writer (1 MB steps) with SIGKILL at 50 random moments; every reported step survives, whole.
+
+    50 kills: the store issue asks for at least 25, the reliability issue for 50.
+    """
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = dict(os.environ, PYTHONPATH=str(Path(jacspec.__file__).parents[1]), OMP_NUM_THREADS="1")
@@ -238,7 +241,7 @@ def test_sigkill_at_25_random_moments_then_resume_and_compact(tmp_path):
     store = RunStore(path)  # created here, so that the children (which resume it) need not import torch
     store._finalizer.detach()
     (store.live / "lock").unlink()
-    reported = _kill_repeatedly(script, path, 25, 2024, env, threading.Lock())
+    reported = _kill_repeatedly(script, path, 50, 2024, env, threading.Lock())
     tree = jacspec.open_run(path)
     _check_whole(tree["big"].ds, reported)
     tree.close()

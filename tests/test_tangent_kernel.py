@@ -1,7 +1,7 @@
 """Tests of the TangentKernel and TangentComplexity probes.
 
 References: the explicit kernel Φ Φᵀ from torch.autograd.functional.jacobian (tests/test_kernels.py)
-and plain numpy written from paper 002's equations 5 (effective rank), 6 (trace ratios), 7 (CKA),
+and plain numpy written from Baratin 2021's equations 5 (effective rank), 6 (trace ratios), 7 (CKA),
 Fig. B.6 (uncentered alignment) and 18 (complexity measure).
 """
 

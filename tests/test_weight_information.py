@@ -140,7 +140,7 @@ def test_hutchinson_is_seeded():
 
 @pytest.mark.parametrize("beta", [1e-3, 0.5])
 def test_laplace_softmax_regression_closed_form(beta):
-    # reference: ½ Σ log(2 ŵ_i² H_ii / β) with H from torch.autograd.functional.hessian (paper 003, Prop. 5)
+    # reference: ½ Σ log(2 ŵ_i² H_ii / β) with H from torch.autograd.functional.hessian (Achille & Soatto 2018, Prop. 5)
     model, x, y = _softmax_regression()
     h = _reference_hessian_diagonal(model, x, y)
     w = torch.cat([p.detach().reshape(-1) for p in model.parameters()])

@@ -33,7 +33,7 @@ def test_corrupt_labels_fraction():
 
 
 def test_reduced_random_label_example_orders_real_below_random():
-    # paper 003, section 6.1: fitting random labels needs more information in the weights than real ones
+    # Achille & Soatto 2018, section 6.1: fitting random labels needs more information in the weights than real ones
     example = _load_example()
     results = example.run(
         n_train=120, fractions=(0.0, 1.0), n_steps=400, every=400, hidden=16, variational_steps=80, beta=1e-2
