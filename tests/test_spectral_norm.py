@@ -1,3 +1,6 @@
+import warnings
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -60,3 +63,21 @@ def test_bad_options(kwargs, match):
 def test_model_without_weight_matrix():
     with pytest.raises(ValueError, match="no weight matrix"):
         SpectralNorm().measure(nn.Sequential(nn.LayerNorm(3)))
+
+
+@pytest.mark.parametrize("method", ["power", "exact"])
+def test_nonfinite_weights_give_nan_and_one_warning(method):
+    # reference: a NaN anywhere in a matrix makes its norm undefined; the layer's value must not drop it
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    with torch.no_grad():
+        model[2].weight[0, 0] = float("nan")
+    probe = SpectralNorm(method=method)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = probe.measure(model)
+        probe.measure(model)
+    assert [w.category for w in caught] == [RuntimeWarning] and "'2'" in str(caught[0].message)
+    assert int(first["nonfinite_count"]) == 1
+    assert np.isnan(float(first["spectral_norm"].sel(layer="2")))
+    assert np.isfinite(float(first["spectral_norm"].sel(layer="0")))

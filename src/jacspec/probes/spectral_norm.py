@@ -248,9 +248,13 @@ class SpectralNorm(Probe):
                 "dimensions), so SpectralNorm has nothing to measure."
             )
         names, values, shapes, owners = [], [], [], []
+        nonfinite = []
         with torch.no_grad():
             for matrix, layer, _, w in views:
-                if self.method == "exact":
+                if not bool(torch.isfinite(w).all()):
+                    nonfinite.append(matrix)  # NaN, never a power iteration on it (nor a stored NaN warm start)
+                    sigma = float("nan")
+                elif self.method == "exact":
                     sigma = float(torch.linalg.matrix_norm(w, ord=2))
                 else:
                     key = (id(model), matrix)
@@ -260,8 +264,17 @@ class SpectralNorm(Probe):
                 values.append(sigma)
                 shapes.append(f"{w.shape[0]}x{w.shape[1]}")
                 owners.append(layer)
+        if nonfinite and not getattr(self, "_warned_nonfinite", False):
+            self._warned_nonfinite = True  # once per probe: a diverged run would repeat it every step
+            warnings.warn(
+                f"SpectralNorm: the weight matrices {nonfinite} hold NaN or inf entries (has training diverged?); "
+                "their spectral norms are NaN and `nonfinite_count` counts them. Not reported again.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         layers = list(dict.fromkeys(owners))
-        per_layer = [max(v for v, o in zip(values, owners) if o == layer) for layer in layers]
+        # np.max propagates NaN (Python's max would silently drop it, depending on the order)
+        per_layer = [float(np.max([v for v, o in zip(values, owners) if o == layer])) for layer in layers]
         reasons = {pname: "not a weight matrix (fewer than two dimensions)" for pname, p in model.named_parameters()}
         reasons.update({pname: "not a known weight matrix" for pname, _ in unknown})
         return xr.Dataset(
@@ -275,6 +288,11 @@ class SpectralNorm(Probe):
                     "matrix",
                     np.asarray(values, dtype=np.float64),
                     {"long_name": "largest singular value of the weight matrix", "units": "1"},
+                ),
+                "nonfinite_count": (
+                    (),
+                    len(nonfinite),
+                    {"long_name": "weight matrices with NaN or inf entries (their norms are NaN)", "units": "count"},
                 ),
             },
             coords={
