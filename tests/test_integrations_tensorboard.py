@@ -87,6 +87,7 @@ def test_event_file_holds_every_scalar_at_its_step(tmp_path):
         "jacspec/performance/test/accuracy",
         "jacspec/total_norm/total_norm",
         "jacspec/total_norm/count",
+        "jacspec/spectral_norm/nonfinite_count",
     }
     for tag, by_step in expected.items():
         assert sorted(events[tag]) == [4, 8, 12]
