@@ -35,23 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from jacspec.engine.jacobian import _Wrapped  # forward(x) = output(model, x)
+from jacspec.engine.parameters import owner_of
+
 __all__ = ["TangentKernelOperator", "block_lanczos_top", "slq_trace", "MatrixFreeStatistics", "matrix_free_statistics"]
 
 OutputFn = Callable[[nn.Module, Any], torch.Tensor]
-
-
-class _Wrapped(nn.Module):
-    def __init__(self, model: nn.Module, output: OutputFn | None):
-        super().__init__()
-        self.model = model
-        self._output = output
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x) if self._output is None else self._output(self.model, x)
-
-
-def _owner(name: str) -> str:
-    return name.rpartition(".")[0] or "(root)"
 
 
 class TangentKernelOperator:
@@ -104,7 +93,7 @@ class TangentKernelOperator:
                 f"`model` ({type(model).__name__}) has no parameter with requires_grad=True: the tangent kernel "
                 "is empty. Unfreeze the parameters that define it."
             )
-        self.layer_of = {k: _owner(k[len("model.") :]) for k in self.params}
+        self.layer_of = {k: owner_of(k[len("model.") :]) for k in self.params}
         self.center = bool(center_features)
         self.chunk_size = max(1, int(chunk_size))
         with torch.no_grad():

@@ -59,11 +59,14 @@ class CallbackError(RuntimeWarning):
     >>> import jacspec
     >>> from jacspec.monitor import CallbackError
     >>> from jacspec.probes import SpectralNorm
+    >>> import warnings
     >>> monitor = jacspec.Monitor(torch.nn.Linear(2, 2), [SpectralNorm()], every=1, path=None)
-    >>> monitor.add_callback(lambda step, results: 1 / 0)  # doctest: +SKIP
-    >>> monitor.step(0)  # doctest: +SKIP
-    Traceback (most recent call last):
-    CallbackError: ...
+    >>> _ = monitor.add_callback(lambda step, split, probe, ds: 1 / 0)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = monitor.step(0)  # the callback's ZeroDivisionError becomes a warning: training goes on
+    >>> caught[0].category.__name__, type(monitor.callback_errors[0][2]).__name__
+    ('CallbackError', 'ZeroDivisionError')
     """
 
 
@@ -74,8 +77,17 @@ class ProbeErrorWarning(RuntimeWarning):
     Examples
     --------
     >>> import warnings
+    >>> import torch
+    >>> import jacspec
     >>> from jacspec.monitor import ProbeErrorWarning
-    >>> warnings.simplefilter("error", ProbeErrorWarning)  # doctest: +SKIP
+    >>> from jacspec.probes import TangentKernel
+    >>> monitor = jacspec.Monitor(torch.nn.Linear(2, 3), [TangentKernel(layers=["nope"])],
+    ...                           data={"train": (torch.randn(4, 2), None)}, every=1, progress=False)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = monitor.step(0)  # the probe raises; the step is recorded and training goes on
+    >>> caught[0].category is ProbeErrorWarning
+    True
     """
 
 
@@ -121,12 +133,13 @@ class ProbeFailure(NamedTuple):
     --------
     >>> import torch
     >>> import jacspec
-    >>> from jacspec.probes import Performance
-    >>> monitor = jacspec.Monitor(torch.nn.Linear(2, 3), [Performance()], data={"train": (torch.randn(4, 2), None)},
-    ...                           every=1, path=None)  # doctest: +SKIP
-    >>> monitor.step(0)  # doctest: +SKIP
-    >>> monitor.errors[0].probe, monitor.errors[0].error_type  # doctest: +SKIP
-    ('performance', 'ValueError')
+    >>> from jacspec.probes import TangentKernel
+    >>> monitor = jacspec.Monitor(torch.nn.Linear(2, 3), [TangentKernel(layers=["nope"])],
+    ...                           data={"train": (torch.randn(4, 2), None)}, every=1, on_error="skip")
+    >>> _ = monitor.step(0)
+    >>> failure = monitor.errors[0]
+    >>> failure.step, failure.probe, failure.split, failure.error_type
+    (0, 'tangent_kernel', 'train', 'ValueError')
     """
 
     step: int

@@ -20,7 +20,7 @@ import xarray as xr
 from torch import nn
 
 from jacspec._validation import check_labels
-from jacspec.engine.parameters import trainable_parameters
+from jacspec.engine.parameters import owner_of, trainable_parameters
 from jacspec.kernels import (
     alignment,
     center_features,
@@ -69,6 +69,11 @@ def kernel_eigenvalues(kernel: torch.Tensor) -> np.ndarray:
         if single:
             torch.set_num_threads(threads)
     return values.cpu().numpy().astype(np.float64)[::-1].copy()
+
+
+def _n_layers(model: nn.Module) -> int:
+    """Modules owning a trainable parameter: the number of layer kernels the dense method forms."""
+    return max(1, len({owner_of(name) for name in trainable_parameters(model)}))
 
 
 def _finite_or_nan(fn: Callable[..., Any], kernel: torch.Tensor, size: int | None, *args: Any) -> Any:
@@ -271,10 +276,10 @@ class TangentKernel(Probe):
         if self.max_examples is not None:
             x = x[: self.max_examples]
             y = None if y is None else y[: self.max_examples]
-        method = self._choose_method(model, x)
-        if method == "lanczos":
-            return self._measure_lanczos(model, x, y)
-        self._check_dense_memory(model, x)
+        c = self._n_outputs(model, x)  # one example's forward: sizes every budget before anything large
+        if self._choose_method(model, x.shape[0], c) == "lanczos":
+            return self._measure_lanczos(model, x, y, c)
+        self._check_dense_memory(model, x.shape[0], c)
         report: dict[str, Any] = {}
         kernels = layerwise_tangent_kernels(
             model,
@@ -377,15 +382,7 @@ class TangentKernel(Probe):
             coords["column_sample"] = ("kernel_column", sample, {"long_name": "example index"})
             coords["column_class"] = ("kernel_column", klass, {"long_name": "output index"})
         ds = xr.Dataset(data, coords=coords)
-        ds.attrs.update(
-            {
-                "n_examples": n,
-                "n_classes": c,
-                "center_features": int(self.center_features),
-                "kernel_size": r,
-                "method": "dense",
-            }
-        )
+        ds.attrs.update(self._size_attrs(n, c, "dense"))
         ds.attrs.update(
             {
                 "implementation": report["implementation"],
@@ -420,39 +417,45 @@ class TangentKernel(Probe):
             model.train(was_training)
         return int(out.reshape(1, -1).shape[1]) if out.dim() == 2 and out.shape[0] == 1 else -1
 
-    def _choose_method(self, model: nn.Module, x: torch.Tensor) -> str:
+    def _size_attrs(self, n: int, c: int, method: str) -> dict[str, Any]:
+        return {
+            "n_examples": n,
+            "n_classes": c,
+            "center_features": int(self.center_features),
+            "kernel_size": n * c,
+            "method": method,
+        }
+
+    def _check_budget(self, needed: int, what: str, ways_out: list[str]) -> None:
+        shown = repr(self.max_memory) if self.max_memory is not None else "None (2 GiB)"
+        check_memory(needed, int(self.memory_budget_gb * 2**30), what=what, ways_out=ways_out, shown=shown)
+
+    def _choose_method(self, model: nn.Module, n: int, c: int) -> str:
         if self.method != "auto":
             return self.method
-        c = self._n_outputs(model, x)
         if c < 1:
             return "dense"  # an output that is not (n, c): the dense path's checks explain it
-        r = x.shape[0] * c
-        n_layers = max(1, len({name.rpartition(".")[0] for name, p in model.named_parameters() if p.requires_grad}))
-        dense_bytes = 8 * r * r * (n_layers + 3)  # the layer kernels, their sum and the eigendecomposition
+        r = n * c
+        dense_bytes = 8 * r * r * (_n_layers(model) + 3)  # the layer kernels, their sum and the eigendecomposition
         return "dense" if r <= _AUTO_DENSE_LIMIT and dense_bytes <= self.memory_budget_gb * 2**30 else "lanczos"
 
-    def _check_dense_memory(self, model: nn.Module, x: torch.Tensor) -> None:
-        c = self._n_outputs(model, x)
+    def _check_dense_memory(self, model: nn.Module, n: int, c: int) -> None:
         if c < 1:
             return  # the kernel functions explain a badly shaped output
-        r = x.shape[0] * c
-        params = [p for p in model.parameters() if p.requires_grad]
+        r = n * c
+        params = list(trainable_parameters(model).values())
         itemsize = params[0].element_size() if params else 4
-        n_layers = max(1, len({name.rpartition(".")[0] for name, p in model.named_parameters() if p.requires_grad}))
-        shown = repr(self.max_memory) if self.max_memory is not None else "None (2 GiB)"
-        check_memory(
+        n_layers = _n_layers(model)
+        self._check_budget(
             itemsize * r * r * n_layers,
-            int(self.memory_budget_gb * 2**30),
-            what=f"TangentKernel's {n_layers} layer kernel(s) of ({r}, {r}) (n·c = {x.shape[0]}·{c})",
+            what=f"TangentKernel's {n_layers} layer kernel(s) of ({r}, {r}) (n·c = {n}·{c})",
             ways_out=["max_examples=", "method='lanczos' (matrix-free)", "fewer layers="],
-            shown=shown,
         )
 
-    def _measure_lanczos(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> xr.Dataset:
+    def _measure_lanczos(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, c: int) -> xr.Dataset:
         from jacspec.matrix_free import MatrixFreeStatistics, matrix_free_statistics
 
         n = x.shape[0]
-        c = self._n_outputs(model, x)
         r = n * c
         top_k = min(self.top_k, r) if self.method == "auto" else self.top_k
         if top_k > r:
@@ -461,9 +464,8 @@ class TangentKernel(Probe):
                 "(or method='dense', which computes all of them)."
             )
         block = min(r, top_k + max(c, 8))  # block_lanczos_top's block size
-        check_memory(
+        self._check_budget(
             8 * r * 4 * block,  # the Lanczos basis (a few blocks of n·c × (top_k + c) float64 vectors)
-            int(self.memory_budget_gb * 2**30),
             what=f"TangentKernel(method='lanczos')'s Krylov basis for n·c = {r} and top_k = {top_k}",
             ways_out=["a smaller top_k", "max_examples="],
         )
@@ -475,8 +477,7 @@ class TangentKernel(Probe):
         nonfinite = int((~torch.isfinite(outputs)).sum())
         if nonfinite:  # Lanczos on a NaN operator would end in a LinAlgError: NaN statistics instead
             self._warn_nonfinite(nonfinite, outputs.numel())
-            names = [name.rpartition(".")[0] or "(root)" for name, p in model.named_parameters() if p.requires_grad]
-            layers = list(dict.fromkeys(names))
+            layers = list(dict.fromkeys(owner_of(name) for name in trainable_parameters(model)))
             stats = MatrixFreeStatistics(
                 np.full(top_k, np.nan),
                 math.nan,
@@ -542,16 +543,7 @@ class TangentKernel(Probe):
             "layer": ("layer", np.asarray(names, dtype=object), {"long_name": "module name"}),
         }
         ds = xr.Dataset(data, coords=coords)
-        ds.attrs.update(
-            {
-                "n_examples": n,
-                "n_classes": c,
-                "center_features": int(self.center_features),
-                "kernel_size": r,
-                "method": "lanczos",
-                "kernel_products": int(stats.products),
-            }
-        )
+        ds.attrs.update({**self._size_attrs(n, c, "lanczos"), "kernel_products": int(stats.products)})
         return ds
 
 
