@@ -238,3 +238,29 @@ def test_one_process_shardable_and_blocks():
         for world in (1, 2, 3):
             rows = [i for r in range(world) for i in range(n)[row_block(n, r, world)]]
             assert rows == list(range(n))
+
+
+def test_combined_blocks_equal_the_whole_batch_in_one_process():
+    """The combiners alone: blocks measured one after another, combined, against one measurement of all rows."""
+    from jacspec.distributed import _combiner
+
+    _, _, probe_x, probe_y = _data()
+    model = _model()
+    n = N_PROBE
+    for probe in (PointJacobian(fit_modes=True), PointJacobian(), Performance()):
+        for world in (2, 3):
+            blocks = [row_block(n, r, world) for r in range(world)]
+            pieces = [probe.measure(model, probe_x[b], probe_y[b]) for b in blocks]
+            combined = _combiner(probe)(probe, pieces, n)
+            whole = probe.measure(model, probe_x, probe_y)
+            xr.testing.assert_allclose(combined, whole, rtol=1e-12, atol=1e-14)
+            assert set(combined.variables) == set(whole.variables) and combined.attrs == whole.attrs
+    # a variable the combiner does not know: no combined result (rank 0 then measures every row itself)
+    pieces = [PointJacobian().measure(model, probe_x[:10]), PointJacobian().measure(model, probe_x[10:])]
+    pieces[0]["extra"] = xr.Variable((), 1.0)
+    assert _combiner(PointJacobian())(PointJacobian(), pieces, n) is None
+    # a block with a non-finite Jacobian: the counts add up and E[log sigma] is NaN, never a mean of the rest
+    pieces = [PointJacobian().measure(model, probe_x[:10]), PointJacobian().measure(model, probe_x[10:])]
+    pieces[1]["singular_values"][0, :] = float("nan")
+    combined = _combiner(PointJacobian())(PointJacobian(), pieces, n)
+    assert int(combined["n_nonfinite_jacobians"]) == 1 and bool(combined["mean_log_singular_value"].isnull())
