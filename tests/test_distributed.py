@@ -2,8 +2,11 @@
 
 Reference: the same training in one process. Two ranks each take half of every batch; DDP averages their
 gradients, which equals the full batch's mean gradient up to round-off, so in float64 the probed values of
-rank 0 agree with the single-process run to 1e-10. Also checked: only rank 0 writes the run file, and DDP
-training ends with bit-identical weights on every rank with and without the monitor.
+rank 0 agree with the single-process run to 1e-10. PointJacobian and Performance split the probe batch
+between the ranks (rank 1 really measures its rows: the inputs each rank's model saw are recorded); the
+other probes run on rank 0. Also checked: only rank 0 writes the run file, DDP training ends with
+bit-identical weights on every rank with and without the monitor, no rank's RNG moves, and replicas with
+different weights, ranks with different probe batches and a probe failing on rank 1 only are all reported.
 """
 
 from __future__ import annotations
@@ -19,28 +22,54 @@ import xarray as xr
 from torch import nn
 
 import jacspec
-from jacspec.probes import PointJacobian, SpectralNorm, TangentKernel
+from jacspec.distributed import row_block, shardable
+from jacspec.probes import Performance, PointJacobian, SpectralNorm, TangentKernel
+
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo"
+)
 
 STEPS = 6
 EVERY = 2
+N_PROBE = 21  # odd: the ranks' blocks differ in size (10 and 11 rows)
+
+
+class Seen(nn.Module):
+    """Identity that records the first feature of every row it is fed (a plain attribute: not in the checksum)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[torch.Tensor] = []
+        self.fail = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fail:
+            raise RuntimeError("this rank's forward fails")
+        self.rows.append(x.detach()[:, 0].clone())
+        return x
 
 
 def _data():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(STEPS, 16, 5, generator=g, dtype=torch.float64)  # (step, batch, features)
     y = torch.randint(0, 3, (STEPS, 16), generator=g)
-    probe_x = torch.randn(12, 5, generator=g, dtype=torch.float64)
-    probe_y = torch.randint(0, 3, (12,), generator=g)
+    probe_x = torch.randn(N_PROBE, 5, generator=g, dtype=torch.float64)
+    probe_y = torch.randint(0, 3, (N_PROBE,), generator=g)
     return x, y, probe_x, probe_y
 
 
 def _model():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    return nn.Sequential(Seen(), nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
 
 
 def _probes():
-    return [PointJacobian(), SpectralNorm(method="exact"), TangentKernel(layer_statistics=False)]
+    return [
+        PointJacobian(fit_modes=True),  # 63 singular values: the lognormal mode fit runs on the gathered values
+        Performance(),
+        SpectralNorm(method="exact"),
+        TangentKernel(layer_statistics=False),
+    ]
 
 
 def _train(model, batches, monitor=None):
@@ -57,10 +86,14 @@ def _train(model, batches, monitor=None):
     return [p.detach().clone() for p in model.parameters()]
 
 
-def _worker(rank: int, world: int, port: int, folder: str) -> None:
+def _init(rank: int, world: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
+
+
+def _worker(rank: int, world: int, port: int, folder: str) -> None:
+    _init(rank, world, port)
     try:
         x, y, probe_x, probe_y = _data()
         half = slice(rank * 8, (rank + 1) * 8)
@@ -76,7 +109,24 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
         )
         weights = _train(with_monitor, batches, monitor)
         plain = _train(nn.parallel.DistributedDataParallel(_model()), batches)
-        torch.save({"with": weights, "without": plain}, os.path.join(folder, f"weights{rank}.pt"))
+        # which rows each rank's model is fed while the sharded probes measure, and whether the RNG moved
+        model = nn.parallel.DistributedDataParallel(_model())
+        sharded = jacspec.Monitor(
+            model, [PointJacobian(), Performance()], data={"train": (probe_x, probe_y)}, every=1, progress=False
+        )
+        seen = model.module[0]
+        seen.rows.clear()
+        rng = torch.get_rng_state()
+        results = sharded.step(0)
+        rng_kept = bool(torch.equal(rng, torch.get_rng_state()))
+        out = {
+            "with": weights,
+            "without": plain,
+            "seen": torch.cat(seen.rows),
+            "rng_kept": rng_kept,
+            "results": sorted(results),
+        }
+        torch.save(out, os.path.join(folder, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -87,29 +137,130 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo")
 def test_two_gloo_ranks_match_one_process(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    # only rank 0 wrote: one run file, no second one, no leftovers
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.nc", "weights0.pt", "weights1.pt"]
-    # every rank: bit-identical weights with and without the monitor; both ranks hold the same replica
-    w0, w1 = (torch.load(tmp_path / f"weights{r}.pt") for r in range(2))
-    for a, b, c in zip(w0["with"], w0["without"], w1["with"]):
+    # (b) only rank 0 wrote: one run file, no second one, no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.nc", "rank0.pt", "rank1.pt"]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    # (c) every rank: bit-identical weights with and without the monitor; both ranks hold the same replica
+    for a, b, c in zip(r0["with"], r0["without"], r1["with"]):
         assert torch.equal(a, b) and torch.equal(a, c)
-    # rank 0's results against the same training in one process (the full batch's mean gradient)
-    x, y, probe_x, probe_y = _data()
+    # (e) each rank was fed exactly its own block of the probe batch, and rank 0 alone got results
+    _, _, probe_x, probe_y = _data()
+    for r, got in enumerate((r0, r1)):
+        block = set(probe_x[row_block(N_PROBE, r, 2), 0].tolist())
+        assert set(got["seen"].tolist()) == block, f"rank {r} measured rows outside its block"
+        assert got["rng_kept"]
+    assert r0["results"] == ["performance", "point_jacobian"] and r1["results"] == []
+    # (a) rank 0's results against the same training in one process (the full batch's mean gradient)
+    x, y, _, _ = _data()
     single = tmp_path / "single.nc"
     model = _model()
     monitor = jacspec.Monitor(
         model, _probes(), data={"train": (probe_x, probe_y)}, every=EVERY, path=single, progress=False
     )
     _train(model, [(x[s], y[s]) for s in range(STEPS)], monitor)
-    ddp, one = xr.open_datatree(tmp_path / "ddp.nc"), xr.open_datatree(single)
-    for group in ("point_jacobian", "spectral_norm", "tangent_kernel"):
-        a, b = ddp[group].to_dataset(), one[group].to_dataset()
+    ddp, one = jacspec.open_run(tmp_path / "ddp.nc"), jacspec.open_run(single)
+    for probe in _probes():
+        timing = ["wall_time", "probe_seconds"]  # when and how long: the only variables allowed to differ
+        a = ddp[probe.name].to_dataset().drop_vars(timing, errors="ignore")
+        b = one[probe.name].to_dataset().drop_vars(timing, errors="ignore")
         assert list(a["step"].values) == [0, 2, 4, 6]
-        for name in ("singular_values", "spectral_norm", "eigenvalues", "effective_rank"):
-            if name in a:
-                xr.testing.assert_allclose(a[name], b[name], rtol=1e-10, atol=1e-12)
+        assert set(a.data_vars) == set(b.data_vars) and a.sizes == b.sizes
+        xr.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        assert a.attrs == b.attrs
+    pj = ddp["point_jacobian"].to_dataset()
+    assert pj.sizes["sample"] == N_PROBE and int(pj["mode_count"].sum()) > 0  # the fit did run
     ddp.close()
     one.close()
+
+
+def _mismatch_worker(rank: int, world: int, port: int, folder: str) -> None:
+    _init(rank, world, port)
+    outcome = {}
+    try:
+        _, _, probe_x, probe_y = _data()
+
+        def attempt(key, model, data, probes):
+            monitor = jacspec.Monitor(model, probes, data=data, every=1, progress=False, on_error="raise")
+            try:
+                got = monitor.step(0)
+                outcome[key] = ("ok", sorted(got))
+            except Exception as err:  # noqa: BLE001 - recorded for the test
+                outcome[key] = (type(err).__name__, str(err))
+
+        # (d) replicas holding different weights: every rank refuses
+        model = _model()
+        if rank == 1:
+            with torch.no_grad():
+                model[1].bias.add_(1e-3)
+        attempt("models", model, {"train": (probe_x, probe_y)}, [PointJacobian()])
+        # ranks holding different probe batches: rank 0 refuses to mix them
+        attempt("data", _model(), {"train": (probe_x + rank, probe_y)}, [PointJacobian()])
+        # a probe failing on rank 1 only: rank 0 raises, naming rank 1 and its rows
+        model = _model()
+        model[0].fail = rank == 1
+        attempt("rank1_fails", model, {"train": (probe_x, probe_y)}, [Performance()])
+        # and the process group is still in step: a sharded probe after the failures works
+        attempt("after", _model(), {"train": (probe_x, probe_y)}, [PointJacobian(), Performance()])
+        torch.save(outcome, os.path.join(folder, f"outcome{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_different_models_data_and_failures_are_reported(tmp_path):
+    mp.spawn(_mismatch_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    o0, o1 = (torch.load(tmp_path / f"outcome{r}.pt") for r in range(2))
+    for got in (o0, o1):
+        kind, message = got["models"]
+        assert kind == "ValueError" and "ranks [1]" in message
+    assert o0["data"][0] == "ValueError" and "ranks [1] hold data" in o0["data"][1]
+    assert o1["data"] == ("ok", [])
+    assert o0["rank1_fails"][0] == "RuntimeError" and "rank 1" in o0["rank1_fails"][1]
+    assert "rows 10:21" in o0["rank1_fails"][1] and "this rank's forward fails" in o0["rank1_fails"][1]
+    assert o1["rank1_fails"] == ("ok", [])
+    assert o0["after"] == ("ok", ["performance", "point_jacobian"]) and o1["after"] == ("ok", [])
+
+
+def test_one_process_shardable_and_blocks():
+    assert shardable(PointJacobian()) and shardable(Performance())
+    assert not shardable(TangentKernel()) and not shardable(SpectralNorm())
+    train_mode = PointJacobian()
+    train_mode.mode = "train"  # BatchNorm / dropout couple or randomise the rows: not split
+    assert not shardable(train_mode)
+
+    class Custom(PointJacobian):
+        def measure(self, model, x=None, y=None):
+            return super().measure(model, x, y)
+
+    assert not shardable(Custom())  # an overridden measure may not split by rows
+    for n in (0, 1, 5, 21):
+        for world in (1, 2, 3):
+            rows = [i for r in range(world) for i in range(n)[row_block(n, r, world)]]
+            assert rows == list(range(n))
+
+
+def test_combined_blocks_equal_the_whole_batch_in_one_process():
+    """The combiners alone: blocks measured one after another, combined, against one measurement of all rows."""
+    from jacspec.distributed import _combiner
+
+    _, _, probe_x, probe_y = _data()
+    model = _model()
+    n = N_PROBE
+    for probe in (PointJacobian(fit_modes=True), PointJacobian(), Performance()):
+        for world in (2, 3):
+            blocks = [row_block(n, r, world) for r in range(world)]
+            pieces = [probe.measure(model, probe_x[b], probe_y[b]) for b in blocks]
+            combined = _combiner(probe)(probe, pieces, n)
+            whole = probe.measure(model, probe_x, probe_y)
+            xr.testing.assert_allclose(combined, whole, rtol=1e-12, atol=1e-14)
+            assert set(combined.variables) == set(whole.variables) and combined.attrs == whole.attrs
+    # a variable the combiner does not know: no combined result (rank 0 then measures every row itself)
+    pieces = [PointJacobian().measure(model, probe_x[:10]), PointJacobian().measure(model, probe_x[10:])]
+    pieces[0]["extra"] = xr.Variable((), 1.0)
+    assert _combiner(PointJacobian())(PointJacobian(), pieces, n) is None
+    # a block with a non-finite Jacobian: the counts add up and E[log sigma] is NaN, never a mean of the rest
+    pieces = [PointJacobian().measure(model, probe_x[:10]), PointJacobian().measure(model, probe_x[10:])]
+    pieces[1]["singular_values"][0, :] = float("nan")
+    combined = _combiner(PointJacobian())(PointJacobian(), pieces, n)
+    assert int(combined["n_nonfinite_jacobians"]) == 1 and bool(combined["mean_log_singular_value"].isnull())

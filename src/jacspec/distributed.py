@@ -1,23 +1,60 @@
-"""Probing under ``torch.distributed``: the rank context, unwrapping DDP, a model checksum across ranks.
+"""Probing under ``torch.distributed``: the rank context, unwrapping DDP, a model checksum, sharded probes.
 
-A :class:`jacspec.Monitor` created on every rank of an initialised process group probes on rank 0 only and
-rank 0 alone writes the run file; the other ranks take part only in the collective checks (every rank must
-call ``monitor.step`` at the same steps, as with any collective). The model is unwrapped from
+A :class:`jacspec.Monitor` created on every rank of an initialised process group compares the replicas'
+weights at every probed step (:func:`check_same_model`, a collective: every rank must call ``monitor.step``
+at the same steps) and rank 0 alone writes the run file. The model is unwrapped from
 ``DistributedDataParallel`` (or ``DataParallel``) before probing, so a probe never runs DDP's forward hooks
 and never triggers its gradient all-reduce; every rank's RNG is left as it was.
 
-Not yet done: sharding a probe's examples across ranks (each rank measuring its rows and rank 0 combining
-them); today rank 0 measures all of them, which gives the single-process result exactly.
+**Sharded probes.** Probes whose result is a set of per-example values (and sums over examples) split
+their examples across the ranks: rank ``r`` of ``W`` measures the contiguous block of rows
+``[r*n//W, (r+1)*n//W)`` (:func:`row_block`) and rank 0 gathers the blocks, concatenates them in order
+along ``sample`` and recomputes every whole-batch statistic from the gathered per-example values, so the
+result equals the single-process one (to round-off). Sharded today (:func:`shardable`):
+
+* :class:`~jacspec.probes.PointJacobian`: per-example singular values, norms, labels and predictions are
+  concatenated; ``mean_log_singular_value``, the counts and, with ``fit_modes=True``, the lognormal
+  mode fits are recomputed on rank 0 from all the gathered singular values;
+* :class:`~jacspec.probes.Performance`: the loss and accuracy are recombined exactly from each block's
+  sums (``loss_r * n_r`` and the number correct).
+
+Both only in ``mode="eval"`` (in train mode BatchNorm and dropout couple or randomise the rows) and only
+for these classes or subclasses that keep their ``measure``. Every rank must hold the same probe batch:
+its checksum is compared at each sharded measurement, and a mismatch raises rather than mixing batches.
+A probe that raises on any rank raises on rank 0 (naming the rank), where the Monitor's ``on_error``
+applies.
+
+**Not sharded** (rank 0 measures all examples, the others wait at the next collective): statistics that
+do not separate by rows — :class:`~jacspec.probes.TangentKernel` (the kernel couples every pair of
+examples; its matrix-free ``method="lanczos"`` kernel-vector products could be reduced across ranks,
+not done), :class:`~jacspec.probes.WeightInformation` (a Hessian or fit over all examples),
+:class:`~jacspec.probes.MutualInformation` (estimators over all samples),
+:class:`~jacspec.probes.FourierSpectrum` and :class:`~jacspec.probes.SpectralNorm` (no examples), and
+any user probe.
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
+import numpy as np
 import torch
+import xarray as xr
 from torch import nn
 
-__all__ = ["rank_and_world_size", "unwrap_model", "model_checksum", "check_same_model"]
+__all__ = [
+    "rank_and_world_size",
+    "unwrap_model",
+    "model_checksum",
+    "check_same_model",
+    "row_block",
+    "shardable",
+    "measure_rows",
+    "serve_rows",
+]
 
 
 def rank_and_world_size() -> tuple[int, int]:
@@ -104,3 +141,232 @@ def check_same_model(model: nn.Module) -> None:
             "after the optimizer step has synchronised the replicas (DistributedDataParallel does), or wrap the "
             "model in DistributedDataParallel."
         )
+
+
+# -- sharding a probe's examples across ranks --------------------------------------------------------
+
+
+def row_block(n: int, rank: int, world_size: int) -> slice:
+    """The contiguous block of rows ``[rank*n//W, (rank+1)*n//W)`` that ``rank`` of ``W`` measures.
+
+    The blocks of ranks ``0 … W-1`` tile ``range(n)`` in order; their sizes differ by at most one (a rank
+    may get no row when ``n < W``).
+
+    Examples
+    --------
+    >>> from jacspec.distributed import row_block
+    >>> [row_block(10, r, 3) for r in range(3)]
+    [slice(0, 3, None), slice(3, 6, None), slice(6, 10, None)]
+    """
+    return slice(rank * n // world_size, (rank + 1) * n // world_size)
+
+
+def _combiner(probe: Any) -> Callable[[Any, list[xr.Dataset], int], xr.Dataset | None] | None:
+    from jacspec.probes.performance import Performance
+    from jacspec.probes.point_jacobian import PointJacobian
+
+    for cls, combine in ((PointJacobian, _combine_point_jacobian), (Performance, _combine_performance)):
+        # a subclass that overrides measure may compute something that does not split by rows
+        if isinstance(probe, cls) and type(probe).measure is cls.measure:
+            return combine
+    return None
+
+
+def shardable(probe: Any) -> bool:
+    """Whether a Monitor splits ``probe``'s examples across ranks (see the module docstring).
+
+    True for :class:`~jacspec.probes.PointJacobian` and :class:`~jacspec.probes.Performance` (and
+    subclasses that keep their ``measure``) in ``mode="eval"``; every other probe is measured on rank 0.
+
+    Examples
+    --------
+    >>> from jacspec.distributed import shardable
+    >>> from jacspec.probes import PointJacobian, TangentKernel
+    >>> shardable(PointJacobian()), shardable(TangentKernel())
+    (True, False)
+    """
+    return _combiner(probe) is not None and getattr(probe, "mode", "eval") == "eval"
+
+
+def _data_checksum(x: torch.Tensor, y: torch.Tensor | None) -> str:
+    digest = hashlib.sha256()
+    for tensor in (x, y):
+        if tensor is None:
+            digest.update(b"none")
+            continue
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{tuple(data.shape)}:{data.dtype}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def measure_rows(probe: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> xr.Dataset | None:
+    """``probe.measure(model, x, y)``, its rows split across the ranks when the probe is :func:`shardable`.
+
+    Under an initialised process group every rank must call this with the same probe and the same
+    ``x``/``y`` (a collective): each measures its :func:`row_block`, rank 0 gathers the blocks and returns the
+    combined Dataset, equal to the single-process result; the other ranks return None. Without a process
+    group, or for a probe that is not shardable, it is ``probe.measure(model, x, y)`` (call it on rank 0
+    only then).
+
+    Raises
+    ------
+    ValueError
+        On rank 0, when the ranks hold different probe batches.
+    Exception
+        On rank 0, rank 0's own exception when its block raised; a RuntimeError naming the rank and its
+        error when only another rank's block raised.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.distributed import measure_rows
+    >>> from jacspec.probes import Performance
+    >>> ds = measure_rows(Performance(), torch.nn.Linear(2, 3), torch.randn(4, 2), torch.tensor([0, 1, 2, 0]))
+    >>> sorted(ds.data_vars)  # one process: just the probe's measure
+    ['accuracy', 'loss']
+    """
+    rank, world = rank_and_world_size()
+    if world == 1 or not shardable(probe):
+        return probe.measure(model, x, y)
+    n = int(x.shape[0])
+    block = row_block(n, rank, world)
+    piece: xr.Dataset | None = None
+    error: BaseException | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if block.stop > block.start:
+            try:
+                piece = probe.measure(model, x[block], None if y is None else y[block])
+            except Exception as err:  # noqa: BLE001 - sent to rank 0, which raises it
+                error = err
+    message = {
+        "checksum": _data_checksum(x, y),
+        "piece": piece,
+        "error": None if error is None else f"{type(error).__name__}: {error}",
+        "warnings": [(w.category, str(w.message)) for w in caught],
+    }
+    gathered: list[Any] | None = [None] * world if rank == 0 else None
+    torch.distributed.gather_object(message, gathered, dst=0)
+    if rank != 0:
+        return None
+    assert gathered is not None
+    for r, got in enumerate(gathered):
+        rows = row_block(n, r, world)
+        for category, text in got["warnings"]:
+            warnings.warn(f"rank {r} (rows {rows.start}:{rows.stop}): {text}", category, stacklevel=3)
+    if error is not None:
+        raise error
+    failed = [(r, got["error"]) for r, got in enumerate(gathered) if got["error"] is not None]
+    if failed:
+        r, text = failed[0]
+        rows = row_block(n, r, world)
+        raise RuntimeError(
+            f"probe {probe.name!r} raised on rank {r}, measuring rows {rows.start}:{rows.stop} of its batch: {text}"
+        )
+    differ = [r for r, got in enumerate(gathered) if got["checksum"] != gathered[0]["checksum"]]
+    if differ:
+        raise ValueError(
+            f"probe {probe.name!r} splits its examples across ranks, so every rank must pass the Monitor the same "
+            f"probe batch, but ranks {differ} hold data (x, y) that differ from rank 0's. Pass every rank the "
+            "same `data` (e.g. the same tensors, or the same Dataset with the same probe_seed), not each rank's "
+            "shard of the training data."
+        )
+    pieces = [got["piece"] for got in gathered if got["piece"] is not None]
+    combined = _combiner(probe)(probe, pieces, n)  # type: ignore[misc]
+    if combined is None:  # a variable this module cannot combine: rank 0 measures every row itself
+        warnings.warn(
+            f"probe {probe.name!r}: its per-rank results hold variables that cannot be combined across ranks, "
+            "so rank 0 measured every example itself (correct, but not sharded).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return probe.measure(model, x, y)
+    return combined
+
+
+def serve_rows(
+    jobs: Iterable[tuple[Any, str | None]],
+    model: nn.Module,
+    data: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]],
+) -> None:
+    """On a rank other than 0: measure this rank's rows of every shardable job, as rank 0 does in turn.
+
+    ``jobs`` are the Monitor's ``(probe, split)`` pairs in rank 0's order; each shardable one with a split
+    joins rank 0's :func:`measure_rows` collective, the others are skipped (rank 0 measures them alone).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.distributed import serve_rows
+    >>> serve_rows([], torch.nn.Linear(2, 2), {})  # nothing to measure
+    """
+    for probe, split in jobs:
+        if split is not None and shardable(probe):
+            x, y = data[split]
+            measure_rows(probe, model, x, y)
+
+
+def _with_samples(template: xr.Dataset, pieces: list[xr.Dataset], n: int) -> xr.Dataset:
+    """``template`` with only its ``sample`` variables, concatenated over ``pieces`` in order."""
+    out = xr.Dataset(attrs=dict(template.attrs))
+    for name, var in template.data_vars.items():
+        if "sample" in var.dims:
+            axis = var.dims.index("sample")
+            values = np.concatenate([piece[name].values for piece in pieces], axis=axis)
+            out[name] = xr.Variable(var.dims, values, dict(var.attrs))
+    for name, coord in template.coords.items():
+        if name == "sample":
+            out = out.assign_coords(sample=("sample", np.arange(n), dict(coord.attrs)))
+        elif "sample" not in coord.dims:
+            out = out.assign_coords({name: coord.variable.copy()})
+    return out
+
+
+def _combine_point_jacobian(probe: Any, pieces: list[xr.Dataset], n: int) -> xr.Dataset | None:
+    from jacspec import fit
+
+    template = pieces[0]
+    scalars = {"mean_log_singular_value", "n_nonfinite_jacobians", "n_zero_singular_values"}
+    modes = set(fit.attach(xr.Dataset(), None).data_vars) if probe.fit_modes else set()
+    others = {name for name, var in template.data_vars.items() if "sample" not in var.dims}
+    if others - scalars - modes or "singular_values" not in template:
+        return None
+    ds = _with_samples(template, pieces, n)
+    if "mode" in ds.coords:
+        ds = ds.drop_vars("mode")
+    # the whole-batch statistics, recomputed from all the singular values as PointJacobian.measure does
+    sigma = ds["singular_values"].values
+    finite = np.isfinite(sigma).all(axis=1)
+    positive = sigma > 0
+    n_nonfinite = int((~finite).sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(positive, np.log(np.where(positive, sigma, 1.0)), np.nan)
+    if n_nonfinite:
+        mean_log = float("nan")
+    else:
+        mean_log = float(logs[positive].mean()) if positive.any() else float("nan")
+    values = {
+        "mean_log_singular_value": mean_log,
+        "n_nonfinite_jacobians": n_nonfinite,
+        "n_zero_singular_values": int((sigma[finite] == 0).sum()),
+    }
+    for name, value in values.items():
+        ds[name] = xr.Variable((), value, dict(template[name].attrs))
+    if probe.fit_modes:
+        kept = sigma[np.isfinite(sigma) & (sigma > 0)]
+        ds = fit.attach(ds, fit.split_modes(kept) if kept.size >= fit.MIN_VALUES_SPLIT else None)
+    return ds
+
+
+def _combine_performance(probe: Any, pieces: list[xr.Dataset], n: int) -> xr.Dataset | None:
+    if set(pieces[0].data_vars) != {"loss", "accuracy"}:
+        return None
+    sizes = [int(piece.attrs["n_examples"]) for piece in pieces]
+    loss = sum(float(piece["loss"]) * size for piece, size in zip(pieces, sizes))  # each block's summed loss
+    correct = sum(round(float(piece["accuracy"]) * size) for piece, size in zip(pieces, sizes))
+    ds = pieces[0].copy(deep=True)
+    ds["loss"] = xr.Variable((), loss / n, dict(pieces[0]["loss"].attrs))
+    ds["accuracy"] = xr.Variable((), correct / n, dict(pieces[0]["accuracy"].attrs))
+    ds.attrs["n_examples"] = n
+    return ds

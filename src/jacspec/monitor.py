@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from jacspec._attrs import to_json
 from jacspec._probe_batch import resolve_data
 from jacspec._validation import check_model, describe, model_dtype
-from jacspec.distributed import check_same_model, rank_and_world_size, unwrap_model
+from jacspec.distributed import check_same_model, measure_rows, rank_and_world_size, serve_rows, unwrap_model
 from jacspec.probes.base import Probe
 from jacspec.schedules import ScheduleLike, as_schedule
 from jacspec.store import RunStore
@@ -403,7 +403,8 @@ class Monitor:
         -------
         dict or None
             ``{probe name: {split or None: Dataset}}`` when the step was probed, else None. Under
-            ``torch.distributed`` rank 0 probes and writes; the other ranks get an empty dict (and must call
+            ``torch.distributed`` rank 0 returns the results and writes; the other ranks measure their rows of
+            the sharded probes (:mod:`jacspec.distributed`) and get an empty dict (every rank must call
             ``step`` at the same steps: the replicas' weights are compared, a collective call).
         """
         self._check_open("step")
@@ -441,6 +442,7 @@ class Monitor:
         if self.world_size > 1:
             check_same_model(self.model)  # collective: every rank calls step() at the same steps
             if self.rank != 0:
+                serve_rows(self._jobs(), self.model, self.data)  # this rank's rows of the sharded probes
                 self._last_probed = step
                 return {}
 
@@ -464,7 +466,7 @@ class Monitor:
                         ds = probe.measure(self.model)
                     else:
                         x, y = self.data[split]
-                        ds = probe.measure(self.model, x, y)
+                        ds = measure_rows(probe, self.model, x, y)  # split across ranks where shardable
                 except (KeyboardInterrupt, StopTraining):
                     raise
                 except Exception as err:
