@@ -27,17 +27,64 @@ def _dense(model, x, center):
     return {k: v.numpy() for k, v in kernels.items()}
 
 
+@pytest.mark.parametrize("structured", [True, False])
 @pytest.mark.parametrize("center", [False, True])
-def test_operator_products_match_the_dense_kernel(center):
+def test_operator_products_match_the_dense_kernel(center, structured):
     model = _mlp()
     x = torch.randn(15, 6, dtype=torch.float64)
     dense = sum(_dense(model, x, center).values())
-    op = TangentKernelOperator(model, x, center_features=center, chunk_size=4)
+    op = TangentKernelOperator(model, x, center_features=center, chunk_size=4, structured=structured)
+    # the Linear-only MLP takes the cached-factor path when allowed, autograd otherwise
+    assert (op._layer_factors is not None) == structured
     v = np.random.default_rng(0).standard_normal((45, 3))
     np.testing.assert_allclose(op.matmat(v), dense @ v, rtol=1e-10, atol=1e-10)
     traces = op.layer_traces()
     for name, k in _dense(model, x, center).items():
         assert traces[name] == pytest.approx(np.trace(k), rel=1e-10)
+
+
+def _conv_net() -> torch.nn.Module:
+    torch.manual_seed(1)
+    return torch.nn.Sequential(
+        torch.nn.Unflatten(1, (1, 6)),
+        torch.nn.Conv1d(1, 2, 3),
+        torch.nn.Tanh(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 3),
+    ).double()
+
+
+def _frozen_bias_mlp() -> torch.nn.Module:
+    model = _mlp(seed=2)
+    model[0].bias.requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("make", "structured"), [(_conv_net, False), (_frozen_bias_mlp, True)], ids=["conv", "frozen-bias"]
+)
+@pytest.mark.parametrize("center", [False, True])
+def test_structured_path_only_where_exact(make, structured, center):
+    # A Conv1d layer: the operator must fall back to autograd products. A frozen bias: the cached Linear
+    # factors drop its column and stay exact. Either way the products equal those of the autograd path, and
+    # the kernel those of torch.func.jacrev below (a reference independent of jacspec.kernels).
+    model = make()
+    x = torch.randn(9, 6, dtype=torch.float64)
+    op = TangentKernelOperator(model, x, center_features=center, chunk_size=4)
+    assert (op._layer_factors is not None) == structured
+    ref = TangentKernelOperator(model, x, center_features=center, chunk_size=4, structured=False)
+    v = np.random.default_rng(1).standard_normal((27, 2))
+    np.testing.assert_allclose(op.matmat(v), ref.matmat(v), rtol=1e-12, atol=1e-12)
+    from torch.func import functional_call, jacrev
+
+    params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+    jac = jacrev(lambda p: functional_call(model, p, (x,)))(params)  # (n, c, *shape) per parameter
+    dense = sum(j.reshape(27, -1) @ j.reshape(27, -1).T for j in jac.values()).numpy()
+    if center:
+        h = np.kron(np.eye(9) - 1 / 9, np.eye(3))
+        dense = h @ dense @ h
+    np.testing.assert_allclose(op.matmat(v), dense @ v, rtol=1e-10, atol=1e-10)
+    assert sum(op.layer_traces().values()) == pytest.approx(np.trace(dense), rel=1e-10)
 
 
 def test_block_lanczos_resolves_exact_multiplicities():
@@ -95,11 +142,16 @@ def test_closed_form_at_a_size_where_the_dense_kernel_is_impossible():
     x = torch.as_tensor(u * s @ v.T)
     model = torch.nn.Linear(d, c, bias=False).double()
     labels = torch.as_tensor(rng.integers(0, c, n))
-    stats = matrix_free_statistics(model, x, labels, top_k=25, probes=8, center_features=True, chunk_size=2500)
+    stats = matrix_free_statistics(model, x, labels, top_k=25, probes=32, center_features=True, chunk_size=2500)
     expected = np.repeat(s**2, c)
     np.testing.assert_allclose(stats.eigenvalues, expected[:25], rtol=1e-8)
     assert stats.trace == pytest.approx(expected.sum(), rel=1e-10)
-    assert stats.effective_rank == pytest.approx(effective_rank(expected), rel=0.05)
+    # The effective rank is a stochastic (SLQ) estimate: it must lie within 3 of its own standard errors of the
+    # closed form, and that standard error must be small enough for the check to mean something. Measured over
+    # seeds 0-2: |error| ≤ 1.48 SE (margin 51 % from 3 SE), SE ≤ 4.0 % of the value (margin 33 % from 6 %).
+    erank = effective_rank(expected)
+    assert abs(stats.effective_rank - erank) <= 3 * stats.effective_rank_se
+    assert stats.effective_rank_se <= 0.06 * erank
     onehot = np.eye(c)[labels.numpy()]
     xn = x.numpy()
     cka = (np.linalg.norm(xn.T @ onehot) ** 2) / (np.sqrt(c * (s**4).sum()) * n * (1 - 1 / c))

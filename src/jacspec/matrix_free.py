@@ -42,6 +42,10 @@ __all__ = ["TangentKernelOperator", "block_lanczos_top", "slq_trace", "MatrixFre
 
 OutputFn = Callable[[nn.Module, Any], torch.Tensor]
 
+#: Largest size of the cached per-layer factors of the structured (Linear-only) kernel–vector products;
+#: above it the products run through autograd, whose memory does not grow with n.
+STRUCTURED_FACTOR_BYTES = 2**30
+
 
 class TangentKernelOperator:
     """The tangent kernel ``K = J Jᵀ`` of ``model`` on ``x`` as a linear operator (never formed).
@@ -60,6 +64,12 @@ class TangentKernelOperator:
         ``K_c = (H ⊗ I_c) K (H ⊗ I_c)``, ``H = I − 11ᵀ/n``.
     chunk_size : int
         Examples per forward/backward pass.
+    structured : bool
+        For networks whose parametrised modules are all ``nn.Linear`` (no tied or parent-read
+        parameters), cache each layer's input ``u_i`` and output gradients ``g_ia`` once (``n·(c·o + d)``
+        numbers per layer, at most :data:`STRUCTURED_FACTOR_BYTES`) and compute products as batched GEMMs
+        (``J^ℓ[(i, a)] = g_ia ⊗ u_i``); otherwise, or with ``False``, every product runs a backward and a
+        forward-mode pass. Both give the same products (to rounding).
 
     Examples
     --------
@@ -83,10 +93,12 @@ class TangentKernelOperator:
         *,
         center_features: bool = True,
         chunk_size: int = 1024,
+        structured: bool = True,
     ):
         self.model = model
         self.x = x
         self.wrapped = _Wrapped(model, output)
+        self.output = output
         self.params = {f"model.{k}": p for k, p in model.named_parameters() if p.requires_grad}
         if not self.params:
             raise ValueError(
@@ -108,6 +120,68 @@ class TangentKernelOperator:
         self.shape = (self.n * self.c, self.n * self.c)
         self.n_products = 0
         self._forward_mode = True
+        # Linear-only networks: products from cached per-layer factors (no autograd per product)
+        self._layer_factors = self._structured_factors() if structured else None
+
+    def _structured_factors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
+        """Per-layer ``(g, u)`` with ``J^ℓ[(i, a)] = g_ia ⊗ u_i`` when every parametrised module is an ``nn.Linear``.
+
+        ``u_i`` is the layer's bias-augmented input (n, d) and ``g_ia = ∂f_a(x_i)/∂(layer output)`` (n, c, o),
+        from one forward pass and ``c`` backward passes (:func:`jacspec.kernels._collect`). Then
+        ``Jᵀ V = Σ_ℓ Σ_{i,a} V_ia g_ia ⊗ u_i`` and ``(J U)_ia = Σ_ℓ g_iaᵀ U_ℓ u_i`` are batched GEMMs
+        (about ``4·n·P`` flops per vector, the arithmetic floor of a vector–Jacobian plus a Jacobian–vector
+        product). ``None`` (autograd products) for any other module, tied or parent-read parameters, or
+        factors (with their transient copy) above :data:`STRUCTURED_FACTOR_BYTES`.
+        """
+        from jacspec.kernels import _collect, _NeedsFunctional, _OuterFactors, parametrised_modules
+
+        names = parametrised_modules(self.model)
+        if not names or any(type(m) is not nn.Linear for m in names.values()):
+            return None
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        width = sum(m.out_features * self.c + m.in_features + 1 for m in names.values())
+        if 2 * self.n * width * itemsize > STRUCTURED_FACTOR_BYTES:
+            return None
+        wanted = {id(p) for p in self.params.values()}
+        cached: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        step = max(1, min(self.n, 2048))  # one chunk's backward passes hold c copies of its activations
+        for start in range(0, self.n, step):
+            stop = min(start + step, self.n)
+            info: dict[str, Any] = {}
+            try:
+                factors, m, c = _collect(self.model, self.x[start:stop], names, self.output, "raise", True, info)
+            except _NeedsFunctional:
+                return None
+            if info.get("used_ids") != wanted or (m, c) != (stop - start, self.c):
+                return None
+            if not all(isinstance(f, _OuterFactors) and f.positions == 1 for f in factors.values()):
+                return None
+            for name, f in factors.items():
+                g, u = f.g[:, :, 0, :], f.u[:, 0, :]
+                if name not in cached:
+                    cached[name] = (
+                        torch.empty((self.n, *g.shape[1:]), dtype=g.dtype, device=g.device),
+                        torch.empty((self.n, u.shape[1]), dtype=u.dtype, device=u.device),
+                    )
+                cached[name][0][start:stop] = g
+                cached[name][1][start:stop] = u
+            del factors
+        return cached
+
+    def _structured_matmat(self, v: torch.Tensor) -> torch.Tensor:
+        """``J (Jᵀ V)`` for ``V`` (n, c, b) from the cached layer factors, a chunk of examples at a time."""
+        assert self._layer_factors is not None
+        out = torch.zeros_like(v)
+        b = v.shape[2]
+        for g, u in self._layer_factors.values():
+            m = torch.zeros((b, g.shape[2], u.shape[1]), dtype=v.dtype, device=v.device)
+            for start, stop in self._chunks():
+                gv = torch.bmm(v[start:stop].transpose(1, 2), g[start:stop])  # (m, b, o)
+                m += torch.matmul(gv.permute(1, 2, 0), u[start:stop])  # (b, o, d): Jᵀ V for this layer
+            for start, stop in self._chunks():
+                w = torch.matmul(u[start:stop], m.transpose(1, 2))  # (b, m, o)
+                out[start:stop] += torch.bmm(g[start:stop], w.permute(1, 2, 0))  # (m, c, b)
+        return out
 
     # -- products --------------------------------------------------------------------------------
     def _chunks(self):
@@ -181,8 +255,11 @@ class TangentKernelOperator:
         vv = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(self.n, self.c, -1))
         b = vv.shape[2]
         vv = self._center(vv).to(self.dtype)
-        u = self._vjp(vv)
-        out = self._center(self._jvp(u, b).double())
+        if self._layer_factors is not None:
+            out = self._center(self._structured_matmat(vv).double())
+        else:
+            u = self._vjp(vv)
+            out = self._center(self._jvp(u, b).double())
         self.n_products += b
         out = out.reshape(self.n * self.c, b).numpy()
         return out[:, 0] if vector else out
@@ -193,6 +270,8 @@ class TangentKernelOperator:
 
         With centered features, ``Tr K_c^ℓ = Σ_{i,a} ‖φ_ia‖² − (1/n) Σ_a ‖Σ_i φ_ia‖²``.
         """
+        if self._layer_factors is not None:
+            return self._structured_layer_traces()
         from torch.func import functional_call, jacrev, vmap
 
         primals = {k: p.detach() for k, p in self.params.items()}
@@ -224,6 +303,23 @@ class TangentKernelOperator:
             value = squares[k] - (float((sums[k] ** 2).sum()) / self.n if self.center else 0.0)
             layer = self.layer_of[k]
             traces[layer] = traces.get(layer, 0.0) + value
+        return traces
+
+    def _structured_layer_traces(self) -> dict[str, float]:
+        """``Tr K^ℓ = Σ_{i,a} ‖g_ia‖² ‖u_i‖²`` (centered: minus ``(1/n) Σ_a ‖Σ_i g_ia ⊗ u_i‖²_F``)."""
+        assert self._layer_factors is not None
+        traces: dict[str, float] = {}
+        for name, (g, u) in self._layer_factors.items():
+            value = 0.0
+            sums = torch.zeros((self.c, g.shape[2], u.shape[1]), dtype=torch.float64, device=g.device)
+            for start, stop in self._chunks():  # float64 a chunk at a time
+                g64, u64 = g[start:stop].double(), u[start:stop].double()
+                value += float(((g64**2).sum(-1) * (u64**2).sum(-1)[:, None]).sum())
+                if self.center:
+                    sums += torch.einsum("iao,id->aod", g64, u64)
+            if self.center:
+                value -= float((sums**2).sum()) / self.n
+            traces[name] = traces.get(name, 0.0) + value
         return traces
 
     def _jacobian_loop(self, xc: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -304,15 +400,19 @@ def block_lanczos_top(
             basis.append(q)
             images.append(matmat(q))
             products += q.shape[1]
-        qmat = np.concatenate(basis, axis=1)
-        aq = np.concatenate(images, axis=1)
-        t = qmat.T @ aq
+        # Rayleigh–Ritz block by block: the basis is never concatenated (it is the largest allocation)
+        offsets = np.cumsum([0] + [q.shape[1] for q in basis])
+        t = np.empty((offsets[-1], offsets[-1]))
+        for i, q in enumerate(basis):
+            for j, image in enumerate(images):
+                t[offsets[i] : offsets[i + 1], offsets[j] : offsets[j + 1]] = q.T @ image
         t = (t + t.T) / 2
         values, vecs = np.linalg.eigh(t)
         order = np.argsort(values)[::-1]
         values, vecs = values[order], vecs[:, order]
-        ritz = qmat @ vecs[:, :b]
-        aritz = aq @ vecs[:, :b]
+        ritz = sum(q @ vecs[offsets[i] : offsets[i + 1], :b] for i, q in enumerate(basis))
+        aritz = sum(image @ vecs[offsets[i] : offsets[i + 1], :b] for i, image in enumerate(images))
+        del basis, images
         theta = values[:k]
         y = ritz[:, :k]
         residual = np.linalg.norm(aritz[:, :k] - y * theta, axis=0)
