@@ -11,8 +11,8 @@ On an MLP 64-256-256-10 (float32, CPU, c = 10 outputs; inputs drawn from N(0, 1)
 
 Each (method, n) runs in its own subprocess (fresh peak-memory accounting: the growth of ``ru_maxrss`` over
 the process' size before the call), one call each, stopped after ``--timeout`` seconds. The crossover is the
-smallest n at which the matrix-free path is faster than the dense one. Under ``torch.distributed`` (several
-ranks) nothing is sharded yet: that row of the issue is not measured here.
+smallest n at which the matrix-free path is faster than the dense one. This benchmark is single-process;
+PointJacobian's row sharding under ``torch.distributed`` is tested in ``tests/test_distributed.py``.
 
 Run: ``PYTHONPATH=src python benchmarks/scaling.py`` (quick sizes, about a minute);
 ``--full`` for the sizes of a real run (n up to 20 000; tens of minutes); ``--plot runs/scaling.png``.
