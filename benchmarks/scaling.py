@@ -11,8 +11,12 @@ On an MLP 64-256-256-10 (float32, CPU, c = 10 outputs; inputs drawn from N(0, 1)
 
 Each (method, n) runs in its own subprocess (fresh peak-memory accounting: the growth of ``ru_maxrss`` over
 the process' size before the call), one call each, stopped after ``--timeout`` seconds. The crossover is the
-smallest n at which the matrix-free path is faster than the dense one. This benchmark is single-process;
-PointJacobian's row sharding under ``torch.distributed`` is tested in ``tests/test_distributed.py``.
+smallest n at which the matrix-free path is faster than the dense one.
+
+``--ranks``: PointJacobian at n = 20 000 against the number of gloo ranks on the CPU
+(:func:`jacspec.distributed.measure_rows`: each rank measures its block of rows, rank 0 gathers them and
+recomputes the whole-batch statistics), one thread per rank, beside one process with one thread and with as
+many threads as ranks; the time is rank 0's, from a barrier to the combined Dataset.
 
 Run: ``PYTHONPATH=src python benchmarks/scaling.py`` (quick sizes, about a minute);
 ``--full`` for the sizes of a real run (n up to 20 000; tens of minutes); ``--plot runs/scaling.png``.
@@ -70,7 +74,8 @@ def _measure(method: str, model, x, y) -> float:
     elif method == "tangent_kernel_dense":
         from jacspec.probes import TangentKernel
 
-        ds = TangentKernel(layer_statistics=False, memory_budget_gb=16.0).measure(model, x, y)
+        # the uncentered kernel, as on the lanczos row: the summary column must agree where both run
+        ds = TangentKernel(layer_statistics=False, center_features=False, max_memory="16GB").measure(model, x, y)
         summary = float(ds["effective_rank"])
     else:
         from jacspec.matrix_free import matrix_free_statistics
@@ -78,6 +83,57 @@ def _measure(method: str, model, x, y) -> float:
         stats = matrix_free_statistics(model, x, y, top_k=20, probes=16, tol=1e-3, center_features=False)
         summary = float(stats.effective_rank)
     return summary
+
+
+def _rank_worker(rank: int, world: int, threads: int, port: int, n: int, queue) -> None:
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    from jacspec.distributed import measure_rows
+    from jacspec.probes import PointJacobian
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+        x = torch.randn(n, 64)
+        y = torch.randint(0, 10, (n,))
+        measure_rows(PointJacobian(), model, x[:64], y[:64])  # warm-up on every rank
+        times = []
+        for _ in range(3):
+            dist.barrier()
+            start = time.perf_counter()
+            ds = measure_rows(PointJacobian(), model, x, y)
+            times.append(time.perf_counter() - start)
+        if rank == 0:
+            queue.put({"seconds": sorted(times)[1], "summary": float(ds["mean_log_singular_value"])})
+    finally:
+        dist.destroy_process_group()
+
+
+def run_ranks(n: int = 20000, ranks: int = 2) -> list[dict]:
+    """PointJacobian on ``n`` examples: one process with 1 and ``ranks`` threads, ``ranks`` gloo ranks of 1 thread."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    rows = []
+    for world, threads in ((1, 1), (1, ranks), (ranks, 1)):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        queue = mp.get_context("spawn").SimpleQueue()
+        mp.start_processes(
+            _rank_worker, args=(world, threads, port, n, queue), nprocs=world, join=True, start_method="spawn"
+        )
+        setting = f"{world} gloo rank(s) × {threads} thread(s)"
+        rows.append({"setting": setting, "n": n, **queue.get()})
+    for row in rows:
+        row["speed-up"] = rows[0]["seconds"] / row["seconds"]
+    return rows
 
 
 def run_one(method: str, n: int, timeout: float) -> dict:
@@ -98,10 +154,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full", action="store_true", help="the sizes of a real run (tens of minutes)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per (method, n) before giving up")
     parser.add_argument("--plot", default=None, help="write a log-log figure of time and memory against n here")
+    parser.add_argument("--ranks", action="store_true", help="PointJacobian at n = 20 000 against 1 and 2 gloo ranks")
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(_child(args.child[0], int(args.child[1]))))
+        return
+    if args.ranks:
+        print(markdown_table(run_ranks(), ["setting", "n", "seconds", "speed-up", "summary"]))
         return
     sizes = FULL if args.full else QUICK
     rows = [run_one(method, n, args.timeout) for method, ns in sizes.items() for n in ns]

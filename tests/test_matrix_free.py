@@ -43,6 +43,20 @@ def test_operator_products_match_the_dense_kernel(center, structured):
         assert traces[name] == pytest.approx(np.trace(k), rel=1e-10)
 
 
+def test_factor_cache_stays_within_its_byte_limit():
+    # the MLP's cache is 2·n·(c·o + d + 1) float64 per layer: 2·15·((3·24 + 6 + 1) + (3·3 + 24 + 1))·8
+    # = 27 120 B; one byte below it the operator runs the autograd products, with the same products
+    # (reference: the dense kernel)
+    model = _mlp()
+    x = torch.randn(15, 6, dtype=torch.float64)
+    needed = 2 * 15 * ((3 * 24 + 6 + 1) + (3 * 3 + 24 + 1)) * 8
+    assert TangentKernelOperator(model, x, max_factor_bytes=needed)._layer_factors is not None
+    op = TangentKernelOperator(model, x, max_factor_bytes=needed - 1, center_features=False)
+    assert op._layer_factors is None
+    v = np.random.default_rng(1).standard_normal((45, 2))
+    np.testing.assert_allclose(op.matmat(v), sum(_dense(model, x, False).values()) @ v, rtol=1e-10, atol=1e-10)
+
+
 def _conv_net() -> torch.nn.Module:
     torch.manual_seed(1)
     return torch.nn.Sequential(

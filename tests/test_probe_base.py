@@ -219,5 +219,6 @@ def test_config_reads_init_arguments():
         "method": "power",
         "seed": 3,
         "on_unsupported": "warn",
+        "max_memory": None,
     }
     assert "SpectralNorm(n_iterations=7" in repr(SpectralNorm(n_iterations=7))

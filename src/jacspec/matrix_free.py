@@ -70,6 +70,9 @@ class TangentKernelOperator:
         numbers per layer, at most :data:`STRUCTURED_FACTOR_BYTES`) and compute products as batched GEMMs
         (``J^ℓ[(i, a)] = g_ia ⊗ u_i``); otherwise, or with ``False``, every product runs a backward and a
         forward-mode pass. Both give the same products (to rounding).
+    max_factor_bytes : int, optional
+        Largest size of that cache (with its transient copy); default :data:`STRUCTURED_FACTOR_BYTES`.
+        Above it the autograd products run. ``TangentKernel`` passes what its ``max_memory`` leaves.
 
     Examples
     --------
@@ -94,8 +97,10 @@ class TangentKernelOperator:
         center_features: bool = True,
         chunk_size: int = 1024,
         structured: bool = True,
+        max_factor_bytes: int | None = None,
     ):
         self.model = model
+        self.max_factor_bytes = STRUCTURED_FACTOR_BYTES if max_factor_bytes is None else int(max_factor_bytes)
         self.x = x
         self.wrapped = _Wrapped(model, output)
         self.output = output
@@ -140,7 +145,7 @@ class TangentKernelOperator:
             return None
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         width = sum(m.out_features * self.c + m.in_features + 1 for m in names.values())
-        if 2 * self.n * width * itemsize > STRUCTURED_FACTOR_BYTES:
+        if 2 * self.n * width * itemsize > self.max_factor_bytes:
             return None
         wanted = {id(p) for p in self.params.values()}
         cached: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -533,6 +538,7 @@ def matrix_free_statistics(
     steps: int = 25,
     tol: float = 1e-6,
     seed: int = 0,
+    max_factor_bytes: int | None = None,
 ) -> MatrixFreeStatistics:
     r"""Top eigenvalues, exact traces, effective rank and label CKA of the tangent kernel, matrix-free.
 
@@ -553,7 +559,9 @@ def matrix_free_statistics(
     >>> stats.eigenvalues.shape, 1 <= stats.effective_rank <= 60
     ((5,), True)
     """
-    op = TangentKernelOperator(model, x, output, center_features=center_features, chunk_size=chunk_size)
+    op = TangentKernelOperator(
+        model, x, output, center_features=center_features, chunk_size=chunk_size, max_factor_bytes=max_factor_bytes
+    )
     r = op.shape[0]
     k = min(top_k, r)
     eigenvalues, vectors, _ = block_lanczos_top(

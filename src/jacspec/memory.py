@@ -9,8 +9,18 @@ and gigabytes (or by the operating system's out-of-memory killer).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-__all__ = ["MemoryBudgetError", "parse_memory", "check_memory", "format_bytes", "DEFAULT_MAX_MEMORY"]
+__all__ = [
+    "MemoryBudgetError",
+    "parse_memory",
+    "check_memory",
+    "format_bytes",
+    "forward_bytes_per_example",
+    "largest_activation_bytes",
+    "budget_argument",
+    "DEFAULT_MAX_MEMORY",
+]
 
 #: The default budget of a probe's largest buffers: 2 GiB.
 DEFAULT_MAX_MEMORY = 2 * 2**30
@@ -165,3 +175,123 @@ def check_memory(
         f"{what} needs {format_bytes(needed)}, more than {argument}={shown} ({format_bytes(budget)}): refused "
         f"before allocating. Ways out: {'; '.join(fixes)}."
     )
+
+
+def forward_bytes_per_example(model, x, output: Callable | None = None) -> tuple[int, int]:
+    """Bytes autograd keeps for the backward pass of one example, and that example's output size.
+
+    One forward of ``x[:1]`` runs under :func:`torch.autograd.graph.saved_tensors_hooks`, which sees every
+    tensor saved for the backward pass; tensors that share a parameter's or buffer's storage (the weights
+    themselves, saved once whatever the batch) are not counted. A probe multiplies the result by the number
+    of examples (and of vectors) it is about to differentiate at once, before doing so.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network.
+    x : torch.Tensor
+        Inputs ``(n, *input_shape)``; only ``x[:1]`` is used.
+    output : callable, optional
+        ``output(model, x) -> tensor`` in place of ``model(x)``.
+
+    Returns
+    -------
+    saved_bytes : int
+        Bytes of the tensors saved for backward by one example's forward pass.
+    output_numel : int
+        Entries of one example's output.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.memory import forward_bytes_per_example
+    >>> model = torch.nn.Sequential(torch.nn.Linear(10, 50), torch.nn.ReLU(), torch.nn.Linear(50, 3))
+    >>> forward_bytes_per_example(model, torch.randn(4, 10))  # float32: the input (10) and the ReLU's output (50)
+    (240, 3)
+    """
+    import torch
+
+    shared = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
+    total = 0
+    seen: set[int] = set()
+
+    def pack(tensor):
+        nonlocal total
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr not in shared and ptr not in seen:
+            seen.add(ptr)
+            total += tensor.untyped_storage().nbytes()
+        return tensor
+
+    one = x[:1].detach().clone()
+    if one.is_floating_point():
+        one = one.requires_grad_(True)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = model(one) if output is None else output(model, one)
+    return int(total), int(out.numel()) if hasattr(out, "numel") else 1
+
+
+def largest_activation_bytes(model, x, output: Callable | None = None) -> tuple[int, int]:
+    """Bytes of the largest module output of one example in a forward pass without gradients, and its output size.
+
+    What a batched, gradient-free forward (loss and accuracy, the network evaluated on a grid) holds at its
+    peak is about two consecutive activations; this returns the largest single one, per example, from forward
+    hooks on every module during one forward of ``x[:1]`` (the hooks are removed afterwards).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network.
+    x : torch.Tensor
+        Inputs ``(n, *input_shape)``; only ``x[:1]`` is used.
+    output : callable, optional
+        ``output(model, x) -> tensor`` in place of ``model(x)``.
+
+    Returns
+    -------
+    activation_bytes : int
+        Bytes of the largest tensor a module returned (the input's own bytes when larger).
+    output_numel : int
+        Entries of one example's output.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.memory import largest_activation_bytes
+    >>> model = torch.nn.Sequential(torch.nn.Linear(10, 50), torch.nn.ReLU(), torch.nn.Linear(50, 3))
+    >>> largest_activation_bytes(model, torch.randn(4, 10))  # float32: the 50 hidden units
+    (200, 3)
+    """
+    import torch
+
+    one = x[:1].detach().clone()
+    largest = one.numel() * one.element_size()
+
+    def hook(module, inputs, out):
+        nonlocal largest
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(tensor, torch.Tensor):
+                largest = max(largest, tensor.numel() * tensor.element_size())
+
+    handles = [module.register_forward_hook(hook) for module in model.modules()]
+    try:
+        with torch.no_grad():
+            out = model(one) if output is None else output(model, one)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return int(largest), int(out.numel()) if hasattr(out, "numel") else 1
+
+
+def budget_argument(max_memory: int | float | str | None) -> int | float | str | None:
+    """Validate a probe's ``max_memory=`` at construction (None: no budget) and return it unchanged.
+
+    Examples
+    --------
+    >>> from jacspec.memory import budget_argument
+    >>> budget_argument("512MiB"), budget_argument(None)
+    ('512MiB', None)
+    """
+    if max_memory is not None:
+        parse_memory(max_memory)
+    return max_memory

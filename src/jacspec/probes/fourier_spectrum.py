@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from jacspec import fourier
 from jacspec._validation import check_positive_int, describe, model_device, model_dtype
+from jacspec.memory import budget_argument, check_memory, largest_activation_bytes
 from jacspec.probes.base import Probe, probe_generator
 
 __all__ = ["FourierSpectrum", "expected_input_dim"]
@@ -128,6 +129,13 @@ class FourierSpectrum(Probe):
     on_unsupported : {"raise", "warn", "ignore"}
         Accepted by every probe for a uniform interface; here
         the probe only evaluates the network, so no module is unsupported.
+    max_memory : int, float or str, optional
+        Budget of the largest buffers (bytes or a string such as ``"2GB"``); None (default): no check. Once the
+        ``N`` points are known and before the network is evaluated on them, ``32 N c`` bytes (the float64
+        values, their complex DFT and the amplitudes, ``c`` outputs), ``2 · batch × A`` (two activations of a
+        forward batch, ``A`` the largest module output of one point,
+        :func:`jacspec.memory.largest_activation_bytes`) and, in the kernel basis, ``24 N²`` (the RBF kernel
+        matrix and its eigenvectors) are checked; :class:`jacspec.memory.MemoryBudgetError` names the ways out.
 
     Emits
     -----
@@ -181,10 +189,12 @@ class FourierSpectrum(Probe):
         max_grid_points: int = 2**22,
         progress: bool = False,
         on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
+        max_memory: int | float | str | None = None,
     ):
         if on_unsupported not in ("raise", "warn", "ignore"):
             raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
         self.on_unsupported = on_unsupported
+        self.max_memory = budget_argument(max_memory)
         n_points = check_positive_int(n_points, "n_points")
         if n_points < 2:
             raise ValueError(f"`n_points` must be at least 2 to have a spectrum, but got {n_points!r}.")
@@ -355,8 +365,26 @@ class FourierSpectrum(Probe):
         cube = values.T.reshape(values.shape[1], *([self.n_points] * grid_dim))
         return fourier.radial_amplitude(cube, grid_dim)[0]
 
+    def _check_memory(self, model: nn.Module, points: torch.Tensor) -> None:
+        """Refuse, before the network is evaluated, an estimate of the probe's buffers above ``max_memory``."""
+        n = int(points.shape[0])
+        activation, c = largest_activation_bytes(model, points, self.output)
+        needed = 32 * n * c + 2 * min(self.batch_size, n) * activation
+        ways_out = ["fewer `n_points=`", "a smaller `batch_size=`"]
+        if self.basis == "kernel":
+            needed += 24 * n * n
+            ways_out = ["a smaller `max_samples=`", "a smaller `batch_size=`"]
+        check_memory(
+            needed,
+            self.max_memory,
+            what=f"FourierSpectrum on {n} points ({c} outputs, basis={self.basis!r})",
+            ways_out=ways_out,
+        )
+
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
         points = self.points(model, x)
+        if self.max_memory is not None:
+            self._check_memory(model, points)
         grid_dim = 1 if (self.curve is not None or self.basis == "kernel") else int(points.shape[1])
         eigenvectors = None
         extra: dict[str, tuple] = {}

@@ -18,6 +18,7 @@ from torch import nn
 
 from jacspec.estimators import METHODS, as_samples, mutual_information
 from jacspec.estimators.mine import StatisticsNetwork, mine
+from jacspec.memory import budget_argument, check_memory
 from jacspec.probes.base import Probe
 
 __all__ = ["MutualInformation", "SPECIAL_ENDPOINTS", "capture"]
@@ -118,6 +119,11 @@ class MutualInformation(Probe):
         the cold ``iterations``. The history keeps the cold length, NaN-padded.
     seed : int
         Seed of the estimator's private generators.
+    max_memory : int, float or str, optional
+        Budget of the largest buffers (bytes or a string such as ``"2GB"``); None (default): no check. Before
+        the activations of the batch are captured, ``3 · 8 · n · Σ d`` (each endpoint's ``d`` features per
+        example, found from one example: the captured values, their float64 samples and the estimator's
+        working copy) is checked against it; :class:`jacspec.memory.MemoryBudgetError` names the ways out.
     on_unsupported : {"raise", "warn", "ignore"}
         Accepted by every probe for a uniform interface; here
         activations are read by forward hooks on the named modules, whatever their class; a module whose
@@ -155,10 +161,12 @@ class MutualInformation(Probe):
         warm_start_iterations: int | None = None,
         seed: int = 0,
         on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
+        max_memory: int | float | str | None = None,
     ):
         if on_unsupported not in ("raise", "warn", "ignore"):
             raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
         self.on_unsupported = on_unsupported
+        self.max_memory = budget_argument(max_memory)
         self._pairs, self._single = _parse_between(between)
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, but got {method!r}.")
@@ -200,6 +208,22 @@ class MutualInformation(Probe):
             raise ValueError(
                 f"`between` names module(s) {unknown} that do not exist in the model; valid endpoints are "
                 f"{list(SPECIAL_ENDPOINTS)} and the module names {valid}."
+            )
+        if self.max_memory is not None:
+            one = capture(model, x[:1], modules)
+            one["input"] = x[:1].reshape(1, -1)
+            features = {name: one[name].shape[1] for name in endpoints if name in one}
+            if "label" in endpoints:
+                features["label"] = int(y.max()) + 1
+            total = sum(features.values())
+            check_memory(
+                3 * 8 * x.shape[0] * total,
+                self.max_memory,
+                what=(
+                    f"MutualInformation's samples of {x.shape[0]} examples "
+                    f"({', '.join(f'{name!r}: {d}' for name, d in sorted(features.items()))} features)"
+                ),
+                ways_out=["fewer examples (pass x[:m])", "endpoints with fewer features (a narrower layer)"],
             )
         values = capture(model, x, modules)
         values["input"] = x.reshape(x.shape[0], -1)

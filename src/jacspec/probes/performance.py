@@ -8,6 +8,7 @@ import xarray as xr
 from torch import nn
 
 from jacspec._validation import check_positive_int
+from jacspec.memory import budget_argument, check_memory, largest_activation_bytes
 from jacspec.probes.base import Probe
 
 __all__ = ["Performance"]
@@ -15,6 +16,16 @@ __all__ = ["Performance"]
 
 class Performance(Probe):
     """Mean cross-entropy and accuracy of ``model(x)`` (logits ``(n, c)``) against labels ``y``.
+
+    Parameters
+    ----------
+    batch_size : int
+        Examples per forward pass (without gradients).
+    max_memory : int, float or str, optional
+        Budget of the largest buffers (bytes or a string such as ``"2GB"``); None (default): no check. Before
+        the first forward, ``2 · batch × A`` (two consecutive activations of a batch, ``A`` the largest module
+        output of one example, :func:`jacspec.memory.largest_activation_bytes`) plus the ``(batch, c)``
+        logits is checked against it; :class:`jacspec.memory.MemoryBudgetError` names the ways out.
 
     Emits
     -----
@@ -38,10 +49,20 @@ class Performance(Probe):
     name = "performance"
     needs_labels = True
 
-    def __init__(self, batch_size: int = 4096):
+    def __init__(self, batch_size: int = 4096, max_memory: int | float | str | None = None):
         self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.max_memory = budget_argument(max_memory)
 
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
+        if self.max_memory is not None:
+            batch = min(self.batch_size, x.shape[0])
+            activation, c = largest_activation_bytes(model, x)
+            check_memory(
+                batch * (2 * activation + 8 * c),
+                self.max_memory,
+                what=f"Performance's forward of {batch} examples (largest activation {activation} B per example)",
+                ways_out=["a smaller `batch_size=`"],
+            )
         loss, correct = 0.0, 0
         with torch.no_grad():
             for start in range(0, x.shape[0], self.batch_size):

@@ -31,6 +31,7 @@ import xarray as xr
 from torch import nn
 
 from jacspec.engine.attention import math_attention
+from jacspec.memory import budget_argument, check_memory, forward_bytes_per_example, parse_memory
 from jacspec.probes.base import Probe
 
 __all__ = [
@@ -342,6 +343,15 @@ class PointJacobian(Probe):
         (:func:`jacspec.fit.split_modes`, Brandão et al. 2023, 5.2 and 8.7), emitting the ``mode_*`` variables.
     progress : bool
         Show a progress bar over chunks.
+    max_memory : int, float or str, optional
+        Budget of the probe's largest buffers (bytes or a string such as ``"2GB"``); None (default): no check
+        (the default chunks already bound the Jacobians at 64 MiB). Before any Jacobian is taken, the bytes
+        of one chunk are estimated as ``chunk × (S + c·d·(b + 8) + 8c²)`` plus ``8n(min(c, d) + c + 4)`` for
+        the per-example results, with ``S`` the bytes autograd saves for one example's backward pass
+        (:func:`jacspec.memory.forward_bytes_per_example`) and ``b`` the input's bytes per entry. With
+        ``chunk_size=None`` the chunk shrinks to fit the budget; a request that cannot fit (an explicit
+        ``chunk_size``, or one example alone) raises :class:`jacspec.memory.MemoryBudgetError`, naming the
+        ways out.
     on_unsupported : {"raise", "warn", "ignore"}
         Accepted by every probe for a uniform interface; here
         the Jacobian with respect to the input is taken through the whole model by autograd, so no module is
@@ -393,10 +403,12 @@ class PointJacobian(Probe):
         fit_modes: bool = False,
         progress: bool = False,
         on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
+        max_memory: int | float | str | None = None,
     ):
         if on_unsupported not in ("raise", "warn", "ignore"):
             raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
         self.on_unsupported = on_unsupported
+        self.max_memory = budget_argument(max_memory)
         if output is not None and not callable(output):
             raise TypeError(
                 f"`output` must be a callable (model, x) -> tensor of shape (n, c), or None; got {output!r}."
@@ -416,6 +428,37 @@ class PointJacobian(Probe):
         self.fit_modes = bool(fit_modes)
         self.progress = bool(progress)
 
+    def _chunk_under_budget(self, model: nn.Module, x: torch.Tensor) -> int | None:
+        """The chunk size that keeps the estimated peak under ``max_memory``; refuse when none can."""
+        if self.max_memory is None:
+            return self.chunk_size
+        _check_float_input(x)
+        budget = parse_memory(self.max_memory)
+        n = x.shape[0]
+        d = int(np.prod(x.shape[1:])) if x.dim() > 1 else 1
+        saved, c = forward_bytes_per_example(model, x, self.output)
+        per_example = saved + c * d * (x.element_size() + 8) + 8 * c * c
+        results = 8 * n * (min(c, d) + c + 4)
+        chunk = self.chunk_size or max(1, min(n, (64 * 2**20) // max(1, 8 * c * d)))
+        if results + chunk * per_example <= budget:
+            return chunk
+        if self.chunk_size is None and (budget - results) // per_example >= 1:
+            return int((budget - results) // per_example)
+        smallest = chunk if self.chunk_size is not None else 1
+        ways_out = ["fewer examples (pass x[:m])"]
+        if self.chunk_size is not None:
+            ways_out.insert(0, "a smaller `chunk_size=` (or chunk_size=None: the chunk is then fitted to the budget)")
+        check_memory(
+            results + smallest * per_example,
+            self.max_memory,
+            what=(
+                f"PointJacobian on {n} examples ({d} input features, {c} outputs) in chunks of {smallest} "
+                f"(each example: {saved} B of autograd graph and its {c}×{d} Jacobian)"
+            ),
+            ways_out=ways_out,
+        )
+        return smallest
+
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
         sigma, out = point_jacobian_singular_values(
             model,
@@ -423,7 +466,7 @@ class PointJacobian(Probe):
             output=self.output,
             jacobian=self.jacobian,
             spectrum=self.spectrum,
-            chunk_size=self.chunk_size,
+            chunk_size=self._chunk_under_budget(model, x),
             progress=self.progress,
         )
         sigma_np = sigma.cpu().numpy()

@@ -17,6 +17,7 @@ from torch import nn
 
 from jacspec.engine.parameters import module_name, parameter_record
 from jacspec.kernels import UnsupportedLayerError
+from jacspec.memory import budget_argument, check_memory
 from jacspec.probes.base import Probe, probe_generator
 
 __all__ = ["SpectralNorm", "power_iteration", "weight_matrices", "weight_matrix_views"]
@@ -173,6 +174,11 @@ class SpectralNorm(Probe):
         ``nn.Parameter`` named other than ``weight``, e.g. a position-embedding table): raise, warn
         (default: the other matrices are still measured) or skip silently. Skipped parameters are always
         recorded in ``parameters_skipped``.
+    max_memory : int, float or str, optional
+        Budget of the largest buffers (bytes or a string such as ``"2GB"``); None (default): no check.
+        Before any matrix is measured, the largest matrix ``W (m×n)`` is checked: ``8(2mn + min(m, n)²)``
+        bytes for ``"exact"`` (its SVD's float64 workspace), ``3 · 8 (m + n)`` for ``"power"`` (the
+        singular vectors); :class:`jacspec.memory.MemoryBudgetError` names the ways out.
 
     Emits
     -----
@@ -202,10 +208,12 @@ class SpectralNorm(Probe):
         method: Literal["power", "exact"] = "power",
         seed: int = 0,
         on_unsupported: Literal["raise", "warn", "ignore"] = "warn",
+        max_memory: int | float | str | None = None,
     ):
         if on_unsupported not in ("raise", "warn", "ignore"):
             raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
         self.on_unsupported = on_unsupported
+        self.max_memory = budget_argument(max_memory)
         if not isinstance(n_iterations, int) or isinstance(n_iterations, bool) or n_iterations < 1:
             raise ValueError(f"`n_iterations` must be a positive integer, but got {n_iterations!r}.")
         if method not in ("power", "exact"):
@@ -246,6 +254,16 @@ class SpectralNorm(Probe):
             raise ValueError(
                 "`model` has no weight matrix (no module owns a `weight` parameter with two or more "
                 "dimensions), so SpectralNorm has nothing to measure."
+            )
+        if self.max_memory is not None:
+            matrix, _, _, w = max(views, key=lambda view: view[3].numel())
+            m, k = w.shape[0], w[0].numel()
+            exact = self.method == "exact"
+            check_memory(
+                8 * (2 * m * k + min(m, k) ** 2) if exact else 3 * 8 * (m + k),
+                self.max_memory,
+                what=f"SpectralNorm's {'SVD' if exact else 'power iteration'} of {matrix!r} ({m}×{k})",
+                ways_out=['method="power"'] if exact else [],
             )
         names, values, shapes, owners = [], [], [], []
         nonfinite = []

@@ -31,7 +31,14 @@ from jacspec.kernels import (
     tangent_kernel_diagonal,
     trace_ratios,
 )
-from jacspec.memory import DEFAULT_MAX_MEMORY, check_memory, parse_memory
+from jacspec.matrix_free import STRUCTURED_FACTOR_BYTES
+from jacspec.memory import (
+    DEFAULT_MAX_MEMORY,
+    budget_argument,
+    check_memory,
+    forward_bytes_per_example,
+    parse_memory,
+)
 from jacspec.probes.base import Probe
 
 __all__ = ["DEFAULT_TRACE_KS", "TangentComplexity", "TangentKernel", "complexity_measure", "kernel_eigenvalues"]
@@ -464,8 +471,9 @@ class TangentKernel(Probe):
                 "(or method='dense', which computes all of them)."
             )
         block = min(r, top_k + max(c, 8))  # block_lanczos_top's block size
+        basis_bytes = 8 * r * 4 * block  # the Lanczos basis (a few blocks of n·c × (top_k + c) float64 vectors)
         self._check_budget(
-            8 * r * 4 * block,  # the Lanczos basis (a few blocks of n·c × (top_k + c) float64 vectors)
+            basis_bytes,
             what=f"TangentKernel(method='lanczos')'s Krylov basis for n·c = {r} and top_k = {top_k}",
             ways_out=["a smaller top_k", "max_examples="],
         )
@@ -500,6 +508,8 @@ class TangentKernel(Probe):
                 steps=25,
                 tol=1e-6,
                 seed=0,
+                # the structured products' cache only in what the budget leaves after the basis
+                max_factor_bytes=min(STRUCTURED_FACTOR_BYTES, int(self.memory_budget_gb * 2**30) - basis_bytes),
             )
         eigenvalues = np.asarray(stats.eigenvalues, dtype=np.float64)
         k = eigenvalues.size
@@ -578,6 +588,20 @@ class TangentComplexity(Probe):
     Emits ``complexity`` (accumulated C), ``update_norm`` (‖δw‖ since the last call, 0 on the first),
     ``feature_norm`` (‖Φ_t‖_F) and ``trace`` (Tr K_t), all ``()``, and ``n_calls`` as an attribute.
 
+    Parameters
+    ----------
+    layers : sequence of str, optional
+        Module names whose parameters count (default: every trainable parameter).
+    output : callable, optional
+        ``output(model, x) -> (n, c)`` in place of the logits ``model(x)``.
+    on_unsupported : {"raise", "warn", "ignore"}
+        A module the kernel diagonal cannot read: see :class:`TangentKernel`.
+    max_memory : int, float or str, optional
+        Budget of the largest buffers (bytes or a string such as ``"2GB"``); None (default): no check. Before
+        the diagonal is computed, ``n c S + 16 P`` (``S`` the bytes autograd saves for one example's backward
+        pass, :func:`jacspec.memory.forward_bytes_per_example`, ``c`` outputs, ``P`` parameters: the weights'
+        float64 copies) is checked; :class:`jacspec.memory.MemoryBudgetError` names the ways out.
+
     Examples
     --------
     >>> import torch
@@ -599,9 +623,11 @@ class TangentComplexity(Probe):
         layers: Sequence[str] | None = None,
         output: Callable[[nn.Module, Any], torch.Tensor] | None = None,
         on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
+        max_memory: int | float | str | None = None,
     ):
         if on_unsupported not in ("raise", "warn", "ignore"):
             raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
+        self.max_memory = budget_argument(max_memory)
         self.layers = None if layers is None else ([layers] if isinstance(layers, str) else list(layers))
         self.output = output
         self.on_unsupported = on_unsupported
@@ -614,6 +640,15 @@ class TangentComplexity(Probe):
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
         from jacspec.kernels import parametrised_modules
 
+        if self.max_memory is not None:
+            saved, c = forward_bytes_per_example(model, x, self.output)
+            n_weights = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            check_memory(
+                x.shape[0] * c * saved + 16 * n_weights,
+                self.max_memory,
+                what=f"TangentComplexity's kernel diagonal on {x.shape[0]} examples ({c} outputs)",
+                ways_out=["fewer examples (pass x[:m])"],
+            )
         diagonals = tangent_kernel_diagonal(
             model, x, layers=self.layers, output=self.output, on_unsupported=self.on_unsupported
         )

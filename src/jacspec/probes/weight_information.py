@@ -18,6 +18,7 @@ from torch import nn
 from jacspec import information as info
 from jacspec._validation import check_labels, check_positive_int, describe
 from jacspec.engine.parameters import owner_of, parameter_record
+from jacspec.memory import budget_argument, check_memory, forward_bytes_per_example
 from jacspec.probes.base import Probe, probe_generator
 
 __all__ = ["WeightInformation", "parameter_layers"]
@@ -102,6 +103,15 @@ class WeightInformation(Probe):
         so a call is a deterministic function of the model and data.
     progress : bool
         Show tqdm progress bars.
+    max_memory : int, float or str, optional
+        Budget of the largest buffers (bytes or a string such as ``"2GB"``); None (default): no check. Before
+        the first derivative, with ``S`` the bytes autograd saves for one example's backward pass
+        (:func:`jacspec.memory.forward_bytes_per_example`), ``P`` the parameters measured, ``b`` their bytes
+        per entry, ``n`` examples, ``c`` outputs and ``v`` = ``chunk_size`` vectors (or examples) at once,
+        the estimate is ``v (3nS + 3Pb) + 16P`` (``"exact"``, ``"hutchinson"``: Hessian-vector products of
+        the whole batch, vectorised), ``v (cPb + cS) + 8nc² + 16P`` (``"ggn"``: per-example
+        vector–Jacobian products) and ``2 n_samples · nS + 48P`` (``"variational"``: the sampled forward and
+        backward passes, Adam's states); :class:`jacspec.memory.MemoryBudgetError` names the ways out.
     on_unsupported : {"raise", "warn", "ignore"}
         Accepted by every probe. Nothing is unsupported here: the Hessian and GGN diagonals are those of
         the total loss with respect to each Parameter object (a tied Parameter, or one a parent module
@@ -170,10 +180,12 @@ class WeightInformation(Probe):
         seed: int = 0,
         progress: bool = False,
         on_unsupported: Literal["raise", "warn", "ignore"] = "raise",
+        max_memory: int | float | str | None = None,
     ):
         if on_unsupported not in ("raise", "warn", "ignore"):
             raise ValueError(f"`on_unsupported` must be 'raise', 'warn' or 'ignore', but got {on_unsupported!r}.")
         self.on_unsupported = on_unsupported
+        self.max_memory = budget_argument(max_memory)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
             raise ValueError(f"`beta` must be a finite number > 0 (the IB Lagrange multiplier), but got {beta!r}.")
         if method not in ("laplace", "variational"):
@@ -221,6 +233,28 @@ class WeightInformation(Probe):
         # with a custom loss the targets need not be class labels: the base class's label check is off
         self.needs_labels = loss is None
 
+    def _check_memory(self, model: nn.Module, x: torch.Tensor, n_weights: int, itemsize: int) -> None:
+        """Refuse, before the first derivative, a measurement whose estimated buffers exceed ``max_memory``."""
+        saved, c = forward_bytes_per_example(model, x)
+        n, p = int(x.shape[0]), n_weights
+        if self.method == "variational":
+            needed = 2 * self.n_samples * n * saved + 48 * p
+            what = f"the variational fit ({self.n_samples} sample(s) of {n} examples, {p} parameters)"
+            ways_out = ["fewer examples (pass x[:m])", "a smaller `n_samples=`"]
+        elif self.hessian == "ggn":
+            needed = self.chunk_size * (c * p * itemsize + c * saved) + 8 * n * c * c + 16 * p
+            what = f"the GGN diagonal ({self.chunk_size} examples at once, {c} outputs, {p} parameters)"
+            ways_out = ["a smaller `chunk_size=`"]
+        else:
+            vectors = self.chunk_size if self.hessian == "exact" else min(self.chunk_size, self.n_probes)
+            needed = vectors * (3 * n * saved + 3 * p * itemsize) + 16 * p
+            what = (
+                f"the {self.hessian} Hessian diagonal ({vectors} Hessian-vector products of {n} examples at once, "
+                f"{p} parameters)"
+            )
+            ways_out = ["a smaller `chunk_size=`", "fewer examples (pass x[:m])", 'hessian="ggn"']
+        check_memory(needed, self.max_memory, what=f"WeightInformation's {what}", ways_out=ways_out)
+
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
         loss = info.cross_entropy_sum if self.loss is None else self.loss
         if y is None:
@@ -246,6 +280,8 @@ class WeightInformation(Probe):
         if not all(p.is_floating_point() for p in params.values()):
             raise TypeError("WeightInformation needs floating-point parameters.")
         n_weights = sum(p.numel() for p in params.values())
+        if self.max_memory is not None:
+            self._check_memory(model, x, n_weights, next(iter(params.values())).element_size())
         with torch.no_grad():
             loss_at_mean = loss(model(x), y)
         if not isinstance(loss_at_mean, torch.Tensor) or loss_at_mean.numel() != 1:
