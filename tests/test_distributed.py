@@ -45,7 +45,8 @@ class Seen(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fail:
             raise RuntimeError("this rank's forward fails")
-        self.rows.append(x.detach()[:, 0].clone())
+        if not torch._C._functorch.is_functorch_wrapped_tensor(x):  # plain forwards (not inside vmap/jvp)
+            self.rows.append(x.detach()[:, 0].clone())
         return x
 
 
@@ -264,3 +265,66 @@ def test_combined_blocks_equal_the_whole_batch_in_one_process():
     pieces[1]["singular_values"][0, :] = float("nan")
     combined = _combiner(PointJacobian())(PointJacobian(), pieces, n)
     assert int(combined["n_nonfinite_jacobians"]) == 1 and bool(combined["mean_log_singular_value"].isnull())
+
+
+def _conv_model():
+    # a Conv1d layer: the matrix-free products run through autograd (no cached factors), also row-sharded
+    torch.manual_seed(0)
+    return nn.Sequential(
+        Seen(), nn.Unflatten(1, (1, 5)), nn.Conv1d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(6, 3)
+    ).double()
+
+
+def _lanczos_probes():
+    # top_k below n·c = 63 so that the SLQ remainder and the Hutchinson CKA term run too
+    return [TangentKernel(method="lanczos", top_k=8, layer_statistics=False)]
+
+
+def _lanczos_worker(rank: int, world: int, port: int, folder: str) -> None:
+    _init(rank, world, port)
+    try:
+        _, _, probe_x, probe_y = _data()
+        out = {}
+        for name, build in (("mlp", _model), ("conv", _conv_model)):
+            model = nn.parallel.DistributedDataParallel(build())
+            monitor = jacspec.Monitor(
+                model, _lanczos_probes(), data={"train": (probe_x, probe_y)}, every=1, progress=False, on_error="raise"
+            )
+            seen = model.module[0]
+            seen.rows.clear()
+            rng = torch.get_rng_state()
+            results = monitor.step(0)
+            out[name] = {
+                "results": {k: {s: ds.load() for s, ds in v.items()} for k, v in results.items()},
+                "seen": torch.cat(seen.rows),
+                "rng_kept": bool(torch.equal(rng, torch.get_rng_state())),
+                "training": model.module.training,
+            }
+            monitor.close()
+        torch.save(out, os.path.join(folder, f"lanczos{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_lanczos_tangent_kernel_rows_sharded_across_two_ranks(tmp_path):
+    # reference: the same probe on the same model and batch in one process
+    mp.spawn(_lanczos_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"lanczos{r}.pt", weights_only=False) for r in range(2))
+    _, _, probe_x, probe_y = _data()
+    for name, build in (("mlp", _model), ("conv", _conv_model)):
+        got = r0[name]["results"]["tangent_kernel"]["train"]
+        expected = _lanczos_probes()[0].measure(build(), probe_x, probe_y)
+        timing = ["wall_time", "probe_seconds"]
+        xr.testing.assert_allclose(
+            got.drop_vars(timing, errors="ignore"), expected.drop_vars(timing, errors="ignore"), rtol=1e-9, atol=1e-12
+        )
+        assert got.attrs["kernel_products"] == expected.attrs["kernel_products"]
+        assert r1[name]["results"] == {}
+        # each rank differentiated its own block of rows: rank 1 saw nothing else (beyond the one example that
+        # sizes the output); rank 0 saw rank 1's rows once, in the whole-batch forward that checks the outputs
+        first, second = (set(probe_x[row_block(N_PROBE, r, 2), 0].tolist()) for r in range(2))
+        seen1 = r1[name]["seen"].tolist()
+        assert second <= set(seen1) <= second | {float(probe_x[0, 0])}, name
+        seen0 = r0[name]["seen"].tolist()
+        assert first <= set(seen0) and all(seen0.count(v) == 1 for v in second), name
+        assert all(rank_out[name]["rng_kept"] and rank_out[name]["training"] for rank_out in (r0, r1))

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from jacspec.kernels import effective_rank, layerwise_tangent_kernels
-from jacspec.matrix_free import TangentKernelOperator, block_lanczos_top, matrix_free_statistics, slq_trace
+from jacspec.matrix_free import (
+    LanczosConvergenceWarning,
+    TangentKernelOperator,
+    block_lanczos_top,
+    matrix_free_statistics,
+    slq_trace,
+)
 
 
 def _mlp(seed: int = 0, d: int = 6, c: int = 3) -> torch.nn.Module:
@@ -170,3 +178,17 @@ def test_closed_form_at_a_size_where_the_dense_kernel_is_impossible():
     xn = x.numpy()
     cka = (np.linalg.norm(xn.T @ onehot) ** 2) / (np.sqrt(c * (s**4).sum()) * n * (1 - 1 / c))
     assert stats.cka_labels == pytest.approx(cka, rel=0.05)
+
+
+def test_lanczos_that_does_not_converge_warns_with_the_residuals():
+    # 200 eigenvalues packed in [1, 1.001] with k = 10: two restarts of one step cannot separate them
+    a = np.diag(np.linspace(1.0, 1.001, 200))
+    with pytest.warns(LanczosConvergenceWarning, match=r"did not converge in max_restarts=2 .*relative residuals"):
+        values, _, _ = block_lanczos_top(lambda v: a @ v, 200, 10, steps=1, max_restarts=2, tol=1e-12)
+    assert values.shape == (10,)
+    # a well-separated spectrum converges: no warning (reference: the diagonal itself)
+    b = np.diag(np.arange(1.0, 101.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LanczosConvergenceWarning)
+        values, _, _ = block_lanczos_top(lambda v: b @ v, 100, 3)
+    np.testing.assert_allclose(values, [100.0, 99.0, 98.0], rtol=1e-8)

@@ -24,10 +24,17 @@ its checksum is compared at each sharded measurement, and a mismatch raises rath
 A probe that raises on any rank raises on rank 0 (naming the rank), where the Monitor's ``on_error``
 applies.
 
+**Sharded products.** :class:`~jacspec.probes.TangentKernel` on its matrix-free path (``method="lanczos"``,
+or ``"auto"`` when it picks it) shards the kernel's rows instead: every rank holds the factors (or runs
+the backward and forward passes) of its block of examples, ``Jᵀ V`` is summed across ranks with
+``all_reduce`` and the rows of ``J U`` and of the per-layer traces are reduced onto rank 0, which runs
+the Lanczos iterations and the estimators alone and sends each product's command and vectors to the
+other ranks (:func:`jacspec.matrix_free.serve_operator`); the result equals the single-process one to
+round-off. The dense path (``method="dense"``) still runs on rank 0, the other ranks waiting.
+
 **Not sharded** (rank 0 measures all examples, the others wait at the next collective): statistics that
-do not separate by rows — :class:`~jacspec.probes.TangentKernel` (the kernel couples every pair of
-examples; its matrix-free ``method="lanczos"`` kernel-vector products could be reduced across ranks,
-not done), :class:`~jacspec.probes.WeightInformation` (a Hessian or fit over all examples),
+do not separate by rows — the dense tangent kernel, :class:`~jacspec.probes.WeightInformation` (a
+Hessian or fit over all examples),
 :class:`~jacspec.probes.MutualInformation` (estimators over all samples),
 :class:`~jacspec.probes.FourierSpectrum` and :class:`~jacspec.probes.SpectralNorm` (no examples), and
 any user probe.
@@ -35,6 +42,7 @@ any user probe.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -52,6 +60,8 @@ __all__ = [
     "check_same_model",
     "row_block",
     "shardable",
+    "collective",
+    "products_sharded",
     "measure_rows",
     "serve_rows",
 ]
@@ -188,6 +198,73 @@ def shardable(probe: Any) -> bool:
     return _combiner(probe) is not None and getattr(probe, "mode", "eval") == "eval"
 
 
+_SHARDED_PRODUCTS: contextvars.ContextVar[bool] = contextvars.ContextVar("jacspec_sharded_products", default=False)
+
+
+def collective(probe: Any) -> bool:
+    """Whether a Monitor runs ``probe`` on every rank together, its products sharded by rows.
+
+    True for :class:`~jacspec.probes.TangentKernel` (and subclasses that keep its ``measure``) in
+    ``mode="eval"``: rank 0 measures, and when it takes the matrix-free path the other ranks compute their
+    rows of every kernel–vector product (see the module docstring).
+
+    Examples
+    --------
+    >>> from jacspec.distributed import collective
+    >>> from jacspec.probes import PointJacobian, TangentKernel
+    >>> collective(TangentKernel()), collective(PointJacobian())
+    (True, False)
+    """
+    from jacspec.probes.tangent_kernel import TangentKernel
+
+    return (
+        isinstance(probe, TangentKernel)
+        and type(probe).measure is TangentKernel.measure
+        and getattr(probe, "mode", "eval") == "eval"
+    )
+
+
+def products_sharded() -> bool:
+    """True inside a collective measurement on rank 0 (:func:`collective`): the matrix-free path shards rows.
+
+    Examples
+    --------
+    >>> from jacspec.distributed import products_sharded
+    >>> products_sharded()  # outside a Monitor's collective measurement
+    False
+    """
+    return _SHARDED_PRODUCTS.get() and rank_and_world_size()[1] > 1
+
+
+def _measure_collectively(probe: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> xr.Dataset | None:
+    """Rank 0 measures with row-sharded products; the other ranks serve their rows. Rank 0's result."""
+    from jacspec.matrix_free import end_service, serve_operator
+    from jacspec.probes.base import preserve_model_state
+
+    rank, world = rank_and_world_size()
+    checksums: list[Any] = [None] * world
+    torch.distributed.all_gather_object(checksums, _data_checksum(x, y))
+    differ = [r for r, got in enumerate(checksums) if got != checksums[0]]
+    if differ:  # every rank knows: none starts serving
+        if rank != 0:
+            return None
+        raise ValueError(
+            f"probe {probe.name!r} shards its kernel-vector products across ranks, so every rank must pass the "
+            f"Monitor the same probe batch, but ranks {differ} hold data (x, y) that differ from rank 0's. Pass "
+            "every rank the same `data` (e.g. the same tensors, or the same Dataset with the same probe_seed)."
+        )
+    if rank != 0:
+        with preserve_model_state(model, getattr(probe, "mode", "eval")):
+            serve_operator(model, x, getattr(probe, "output", None))
+        return None
+    token = _SHARDED_PRODUCTS.set(True)
+    try:
+        return probe.measure(model, x, y)
+    finally:
+        _SHARDED_PRODUCTS.reset(token)
+        end_service()
+
+
 def _data_checksum(x: torch.Tensor, y: torch.Tensor | None) -> str:
     digest = hashlib.sha256()
     for tensor in (x, y):
@@ -227,6 +304,8 @@ def measure_rows(probe: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor 
     ['accuracy', 'loss']
     """
     rank, world = rank_and_world_size()
+    if world > 1 and collective(probe):
+        return _measure_collectively(probe, model, x, y)
     if world == 1 or not shardable(probe):
         return probe.measure(model, x, y)
     n = int(x.shape[0])
@@ -302,7 +381,7 @@ def serve_rows(
     >>> serve_rows([], torch.nn.Linear(2, 2), {})  # nothing to measure
     """
     for probe, split in jobs:
-        if split is not None and shardable(probe):
+        if split is not None and (shardable(probe) or collective(probe)):
             x, y = data[split]
             measure_rows(probe, model, x, y)
 

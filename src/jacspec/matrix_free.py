@@ -27,18 +27,31 @@ What is computed, and how exactly:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
+from jacspec.distributed import row_block as _row_block
+from jacspec.engine.attention import with_math_attention
 from jacspec.engine.jacobian import _Wrapped  # forward(x) = output(model, x)
 from jacspec.engine.parameters import owner_of
 
-__all__ = ["TangentKernelOperator", "block_lanczos_top", "slq_trace", "MatrixFreeStatistics", "matrix_free_statistics"]
+__all__ = [
+    "TangentKernelOperator",
+    "block_lanczos_top",
+    "slq_trace",
+    "MatrixFreeStatistics",
+    "matrix_free_statistics",
+    "serve_operator",
+    "end_service",
+    "LanczosConvergenceWarning",
+]
 
 OutputFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -73,6 +86,13 @@ class TangentKernelOperator:
     max_factor_bytes : int, optional
         Largest size of that cache (with its transient copy); default :data:`STRUCTURED_FACTOR_BYTES`.
         Above it the autograd products run. ``TangentKernel`` passes what its ``max_memory`` leaves.
+    distributed : bool
+        Split the examples across the ranks of the initialised ``torch.distributed`` process group: rank ``r``
+        of ``W`` holds the rows ``[r*n//W, (r+1)*n//W)`` of ``J`` (their factors, their backward and
+        forward passes); ``Jᵀ V`` is summed over the ranks with ``all_reduce`` and the rows of ``J U`` and
+        of the traces are reduced onto rank 0. Rank 0 drives: it builds the operator and calls its methods,
+        and each call first broadcasts a command to the other ranks, which answer in
+        :func:`serve_operator` (every rank must hold the same model and ``x``). Results are rank 0's.
 
     Examples
     --------
@@ -98,7 +118,20 @@ class TangentKernelOperator:
         chunk_size: int = 1024,
         structured: bool = True,
         max_factor_bytes: int | None = None,
+        distributed: bool = False,
     ):
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+        if self.world > 1 and self.rank == 0:
+            _command(
+                {
+                    "cmd": "operator",
+                    "n": int(x.shape[0]),
+                    "center_features": bool(center_features),
+                    "chunk_size": int(chunk_size),
+                    "structured": bool(structured),
+                    "max_factor_bytes": max_factor_bytes,
+                }
+            )
         self.model = model
         self.max_factor_bytes = STRUCTURED_FACTOR_BYTES if max_factor_bytes is None else int(max_factor_bytes)
         self.x = x
@@ -120,6 +153,7 @@ class TangentKernelOperator:
                 f"`output` must give a tensor of shape (n, c), but gave {tuple(first.shape)} for one example."
             )
         self.n = int(x.shape[0])
+        self.rows = range(self.n)[_row_block(self.n, self.rank, self.world)]  # the examples this rank holds
         self.c = int(first.shape[1])
         self.dtype = first.dtype
         self.shape = (self.n * self.c, self.n * self.c)
@@ -129,6 +163,17 @@ class TangentKernelOperator:
         self._layer_factors = self._structured_factors() if structured else None
 
     def _structured_factors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
+        """This rank's factors (below), kept only when every rank could build its own."""
+        factors = self._own_structured_factors()
+        if self.world > 1:
+            ok = torch.tensor([0 if factors is None else 1])
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+            if not int(ok):
+                return None
+        return factors
+
+    @with_math_attention
+    def _own_structured_factors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
         """Per-layer ``(g, u)`` with ``J^ℓ[(i, a)] = g_ia ⊗ u_i`` when every parametrised module is an ``nn.Linear``.
 
         ``u_i`` is the layer's bias-augmented input (n, d) and ``g_ia = ∂f_a(x_i)/∂(layer output)`` (n, c, o),
@@ -150,8 +195,9 @@ class TangentKernelOperator:
         wanted = {id(p) for p in self.params.values()}
         cached: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         step = max(1, min(self.n, 2048))  # one chunk's backward passes hold c copies of its activations
-        for start in range(0, self.n, step):
-            stop = min(start + step, self.n)
+        r0, r1 = self.rows.start, self.rows.stop
+        for start in range(r0, r1, step):
+            stop = min(start + step, r1)
             info: dict[str, Any] = {}
             try:
                 factors, m, c = _collect(self.model, self.x[start:stop], names, self.output, "raise", True, info)
@@ -165,11 +211,11 @@ class TangentKernelOperator:
                 g, u = f.g[:, :, 0, :], f.u[:, 0, :]
                 if name not in cached:
                     cached[name] = (
-                        torch.empty((self.n, *g.shape[1:]), dtype=g.dtype, device=g.device),
-                        torch.empty((self.n, u.shape[1]), dtype=u.dtype, device=u.device),
+                        torch.empty((r1 - r0, *g.shape[1:]), dtype=g.dtype, device=g.device),
+                        torch.empty((r1 - r0, u.shape[1]), dtype=u.dtype, device=u.device),
                     )
-                cached[name][0][start:stop] = g
-                cached[name][1][start:stop] = u
+                cached[name][0][start - r0 : stop - r0] = g
+                cached[name][1][start - r0 : stop - r0] = u
             del factors
         return cached
 
@@ -178,24 +224,35 @@ class TangentKernelOperator:
         assert self._layer_factors is not None
         out = torch.zeros_like(v)
         b = v.shape[2]
+        r0 = self.rows.start
         for g, u in self._layer_factors.values():
             m = torch.zeros((b, g.shape[2], u.shape[1]), dtype=v.dtype, device=v.device)
             for start, stop in self._chunks():
-                gv = torch.bmm(v[start:stop].transpose(1, 2), g[start:stop])  # (m, b, o)
-                m += torch.matmul(gv.permute(1, 2, 0), u[start:stop])  # (b, o, d): Jᵀ V for this layer
+                gv = torch.bmm(v[start:stop].transpose(1, 2), g[start - r0 : stop - r0])  # (m, b, o)
+                m += torch.matmul(gv.permute(1, 2, 0), u[start - r0 : stop - r0])  # (b, o, d): Jᵀ V, this layer
+            self._all_reduce(m)  # Jᵀ V sums over every rank's examples
             for start, stop in self._chunks():
-                w = torch.matmul(u[start:stop], m.transpose(1, 2))  # (b, m, o)
-                out[start:stop] += torch.bmm(g[start:stop], w.permute(1, 2, 0))  # (m, c, b)
+                w = torch.matmul(u[start - r0 : stop - r0], m.transpose(1, 2))  # (b, m, o)
+                out[start:stop] += torch.bmm(g[start - r0 : stop - r0], w.permute(1, 2, 0))  # (m, c, b)
         return out
 
     # -- products --------------------------------------------------------------------------------
     def _chunks(self):
-        for start in range(0, self.n, self.chunk_size):
-            yield start, min(start + self.chunk_size, self.n)
+        for start in range(self.rows.start, self.rows.stop, self.chunk_size):
+            yield start, min(start + self.chunk_size, self.rows.stop)
+
+    def _all_reduce(self, tensor: torch.Tensor) -> None:
+        if self.world > 1:
+            dist.all_reduce(tensor)
+
+    def _reduce(self, tensor: torch.Tensor) -> None:  # the sum onto rank 0
+        if self.world > 1:
+            dist.reduce(tensor, dst=0)
 
     def _center(self, v: torch.Tensor) -> torch.Tensor:  # v: (n, c, b)
         return v - v.mean(dim=0, keepdim=True) if self.center else v
 
+    @with_math_attention
     def _vjp(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
         """``Jᵀ V`` for ``V`` of shape (n, c, b): one (b, *p.shape) tensor per parameter."""
         b = v.shape[2]
@@ -220,8 +277,11 @@ class TangentKernelOperator:
             for k, g in zip(names, grads):
                 if g is not None:
                     out[k] += g
+        for tensor in out.values():
+            self._all_reduce(tensor)
         return out
 
+    @with_math_attention
     def _jvp(self, u: dict[str, torch.Tensor], b: int) -> torch.Tensor:
         """``J U`` for tangents ``U`` (b, *p.shape) per parameter: shape (n, c, b)."""
         from torch.func import functional_call, jvp, vmap
@@ -257,17 +317,22 @@ class TangentKernelOperator:
     def matmat(self, v: np.ndarray) -> np.ndarray:
         """``K V`` for ``V`` of shape ``(n·c, b)`` (or ``(n·c,)``), float64 in and out."""
         vector = v.ndim == 1
-        vv = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(self.n, self.c, -1))
+        vv = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(self.n, self.c, -1)).contiguous()
+        if self.world > 1 and self.rank == 0:
+            _command({"cmd": "matmat", "shape": tuple(vv.shape)})
+            dist.broadcast(vv, src=0)
+        out = self._matmat_rows(vv).reshape(self.n * self.c, -1).numpy()
+        return out[:, 0] if vector else out
+
+    def _matmat_rows(self, vv: torch.Tensor) -> torch.Tensor:
+        """``K V`` for ``V`` (n, c, b) float64 from this rank's rows, summed onto rank 0 (complete there)."""
         b = vv.shape[2]
         vv = self._center(vv).to(self.dtype)
-        if self._layer_factors is not None:
-            out = self._center(self._structured_matmat(vv).double())
-        else:
-            u = self._vjp(vv)
-            out = self._center(self._jvp(u, b).double())
+        out = self._structured_matmat(vv) if self._layer_factors is not None else self._jvp(self._vjp(vv), b)
+        out = out.double()
+        self._reduce(out)
         self.n_products += b
-        out = out.reshape(self.n * self.c, b).numpy()
-        return out[:, 0] if vector else out
+        return self._center(out)
 
     # -- exact traces ----------------------------------------------------------------------------
     def layer_traces(self) -> dict[str, float]:
@@ -275,13 +340,29 @@ class TangentKernelOperator:
 
         With centered features, ``Tr K_c^ℓ = Σ_{i,a} ‖φ_ia‖² − (1/n) Σ_a ‖Σ_i φ_ia‖²``.
         """
-        if self._layer_factors is not None:
-            return self._structured_layer_traces()
+        if self.world > 1 and self.rank == 0:
+            _command({"cmd": "layer_traces"})
+        squares, sums = self._structured_sums() if self._layer_factors is not None else self._autograd_sums()
+        traces: dict[str, float] = {}
+        for k in squares:
+            self._reduce(squares[k])
+            self._reduce(sums[k])
+            value = float(squares[k]) - (float((sums[k] ** 2).sum()) / self.n if self.center else 0.0)
+            layer = self.layer_of.get(k, k)
+            traces[layer] = traces.get(layer, 0.0) + value
+        return traces
+
+    @with_math_attention
+    def _autograd_sums(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per parameter, this rank's ``Σ_{i,a} ‖φ_ia‖²`` and (centered) ``Σ_i φ_ia``, from per-example Jacobians."""
         from torch.func import functional_call, jacrev, vmap
 
         primals = {k: p.detach() for k, p in self.params.items()}
-        squares = {k: 0.0 for k in self.params}
-        sums = {k: torch.zeros((self.c, *p.shape), dtype=torch.float64) for k, p in self.params.items()}
+        squares = {k: torch.zeros((), dtype=torch.float64) for k in self.params}
+        sums = {
+            k: torch.zeros((self.c, *p.shape) if self.center else (), dtype=torch.float64)
+            for k, p in self.params.items()
+        }
 
         def single(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
             return functional_call(self.wrapped, p, (xi.unsqueeze(0),)).squeeze(0)
@@ -290,8 +371,8 @@ class TangentKernelOperator:
         # keep that near 256 MiB whatever the model's size (the result does not depend on the chunk)
         n_params = sum(p.numel() for p in self.params.values())
         chunk = max(1, min(self.chunk_size, 64, 2**28 // max(1, 12 * self.c * n_params)))
-        for start in range(0, self.n, chunk):
-            xc = self.x[start : start + chunk]
+        for start in range(self.rows.start, self.rows.stop, chunk):
+            xc = self.x[start : min(start + chunk, self.rows.stop)]
             try:
                 with torch.no_grad():
                     jac = vmap(jacrev(single), in_dims=(None, 0))(primals, xc)  # {k: (m, c, *shape)}
@@ -299,33 +380,28 @@ class TangentKernelOperator:
                 jac = self._jacobian_loop(xc)
             for k in list(jac):
                 j = jac.pop(k).double()  # one parameter's float64 copy at a time
-                squares[k] += float((j**2).sum())
+                squares[k] += (j**2).sum()
                 if self.center:
                     sums[k] += j.sum(dim=0)
                 del j
-        traces: dict[str, float] = {}
-        for k in self.params:
-            value = squares[k] - (float((sums[k] ** 2).sum()) / self.n if self.center else 0.0)
-            layer = self.layer_of[k]
-            traces[layer] = traces.get(layer, 0.0) + value
-        return traces
+        return squares, sums
 
-    def _structured_layer_traces(self) -> dict[str, float]:
-        """``Tr K^ℓ = Σ_{i,a} ‖g_ia‖² ‖u_i‖²`` (centered: minus ``(1/n) Σ_a ‖Σ_i g_ia ⊗ u_i‖²_F``)."""
+    def _structured_sums(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per layer, ``Σ_{i,a} ‖g_ia‖² ‖u_i‖²`` and (centered) ``Σ_i g_ia ⊗ u_i`` over this rank's examples."""
         assert self._layer_factors is not None
-        traces: dict[str, float] = {}
+        squares: dict[str, torch.Tensor] = {}
+        sums: dict[str, torch.Tensor] = {}
+        r0 = self.rows.start
         for name, (g, u) in self._layer_factors.items():
-            value = 0.0
-            sums = torch.zeros((self.c, g.shape[2], u.shape[1]), dtype=torch.float64, device=g.device)
+            squares[name] = torch.zeros((), dtype=torch.float64)
+            shape = (self.c, g.shape[2], u.shape[1]) if self.center else ()
+            sums[name] = torch.zeros(shape, dtype=torch.float64, device=g.device)
             for start, stop in self._chunks():  # float64 a chunk at a time
-                g64, u64 = g[start:stop].double(), u[start:stop].double()
-                value += float(((g64**2).sum(-1) * (u64**2).sum(-1)[:, None]).sum())
+                g64, u64 = g[start - r0 : stop - r0].double(), u[start - r0 : stop - r0].double()
+                squares[name] += ((g64**2).sum(-1) * (u64**2).sum(-1)[:, None]).sum()
                 if self.center:
-                    sums += torch.einsum("iao,id->aod", g64, u64)
-            if self.center:
-                value -= float((sums**2).sum()) / self.n
-            traces[name] = traces.get(name, 0.0) + value
-        return traces
+                    sums[name] += torch.einsum("iao,id->aod", g64, u64)
+        return squares, sums
 
     def _jacobian_loop(self, xc: torch.Tensor) -> dict[str, torch.Tensor]:
         names = list(self.params)
@@ -344,6 +420,69 @@ class TangentKernelOperator:
                     torch.stack([torch.zeros_like(self.params[k]) if g[idx] is None else g[idx] for g in per_class])
                 )
         return {k: torch.stack(v) for k, v in rows.items()}
+
+
+def _command(message: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rank 0 sends ``message`` to every rank of the process group; the others receive it."""
+    box = [message]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def end_service() -> None:
+    """On rank 0: release the ranks waiting in :func:`serve_operator` (call it once rank 0 is done).
+
+    A collective: it broadcasts the ``done`` command, so call it only under an initialised process group.
+
+    Examples
+    --------
+    >>> from jacspec.matrix_free import end_service
+    >>> callable(end_service)  # jacspec.distributed calls it after each sharded measurement on rank 0
+    True
+    """
+    _command({"cmd": "done"})
+
+
+def serve_operator(model: nn.Module, x: torch.Tensor, output: OutputFn | None = None) -> None:
+    """On a rank other than 0: answer rank 0's row-sharded :class:`TangentKernelOperator` until it is done.
+
+    Rank 0 builds ``TangentKernelOperator(..., distributed=True)`` and calls its ``matmat`` and
+    ``layer_traces``; each call broadcasts a command that this loop answers with this rank's block of rows
+    (its factors, backward and forward passes), until rank 0 calls :func:`end_service`. Every rank must hold
+    the same ``model`` and ``x`` (the Monitor checks both by checksum). The model should be in the mode rank 0
+    measures in (``eval`` for the tangent kernel).
+
+    Examples
+    --------
+    >>> from jacspec.matrix_free import serve_operator
+    >>> callable(serve_operator)  # called by the Monitor on ranks 1 … W-1; see docs/monitor.md
+    True
+    """
+    op: TangentKernelOperator | None = None
+    while True:
+        message = _command()
+        kind = message["cmd"]
+        if kind == "done":
+            return
+        if kind == "operator":
+            op = TangentKernelOperator(
+                model,
+                x[: message["n"]],
+                output,
+                center_features=message["center_features"],
+                chunk_size=message["chunk_size"],
+                structured=message["structured"],
+                max_factor_bytes=message["max_factor_bytes"],
+                distributed=True,
+            )
+        elif kind == "matmat":
+            assert op is not None
+            v = torch.empty(message["shape"], dtype=torch.float64)
+            dist.broadcast(v, src=0)
+            op._matmat_rows(v)
+        elif kind == "layer_traces":
+            assert op is not None
+            op.layer_traces()
 
 
 def block_lanczos_top(
@@ -424,7 +563,31 @@ def block_lanczos_top(
         if np.all(residual <= tol * max(abs(values[0]), np.finfo(float).tiny)):
             break
         x, ax = ritz, aritz  # thick restart: the top b Ritz vectors and their images
+    else:
+        scale = max(abs(float(theta[0])) if k else 0.0, np.finfo(float).tiny)
+        worst = int(np.argmax(residual))
+        warnings.warn(
+            f"block Lanczos did not converge in max_restarts={max_restarts} restarts of {steps} steps: the "
+            f"largest relative residual ‖K y − θ y‖ / θ_1 is {float(residual[worst]) / scale:.3g} (eigenvalue "
+            f"{worst + 1} of {k}), above tol={tol:g}; the relative residuals are "
+            f"{np.round(residual / scale, 8).tolist()}. The eigenvalues returned are the current Ritz values, "
+            "accurate to about that residual: allow more restarts or steps, ask for fewer eigenvalues, or use the "
+            "dense method where the kernel fits in memory.",
+            LanczosConvergenceWarning,
+            stacklevel=2,
+        )
     return theta, y, products
+
+
+class LanczosConvergenceWarning(RuntimeWarning):
+    """Block Lanczos stopped at ``max_restarts`` before every residual met ``tol`` (the message gives them).
+
+    Examples
+    --------
+    >>> from jacspec.matrix_free import LanczosConvergenceWarning
+    >>> issubclass(LanczosConvergenceWarning, RuntimeWarning)
+    True
+    """
 
 
 def slq_trace(
@@ -539,6 +702,7 @@ def matrix_free_statistics(
     tol: float = 1e-6,
     seed: int = 0,
     max_factor_bytes: int | None = None,
+    distributed: bool = False,
 ) -> MatrixFreeStatistics:
     r"""Top eigenvalues, exact traces, effective rank and label CKA of the tangent kernel, matrix-free.
 
@@ -547,6 +711,18 @@ def matrix_free_statistics(
     standard error follows from that of the SLQ term by the delta method. ``CKA(K, Y Yᵀ) =
     (CY)ᵀ K (CY) / (‖CKC‖_F ‖CY‖²)``, ``C = I − 11ᵀ/r`` (thesis, eq. 7), with ``‖CKC‖_F² = ‖(CKC) Q‖_F²``
     (exact, ``Q`` the top-``k`` eigenvectors) plus a Hutchinson estimate of the deflated remainder.
+
+    Parameters
+    ----------
+    model, x, output, center_features, chunk_size
+        As for :class:`TangentKernelOperator`; ``y``: integer labels for the label CKA (or None).
+    top_k : int
+        Eigenvalues computed by :func:`block_lanczos_top` (deflated from the SLQ and Hutchinson estimates).
+    probes, steps, tol, seed
+        SLQ / Hutchinson probe vectors, Lanczos steps per probe, the Lanczos residual tolerance, the seed.
+    max_factor_bytes, distributed
+        As for :class:`TangentKernelOperator` (the structured products' cache size; rows sharded across the
+        ranks of the process group, rank 0 driving and the others in :func:`serve_operator`).
 
     Examples
     --------
@@ -560,7 +736,13 @@ def matrix_free_statistics(
     ((5,), True)
     """
     op = TangentKernelOperator(
-        model, x, output, center_features=center_features, chunk_size=chunk_size, max_factor_bytes=max_factor_bytes
+        model,
+        x,
+        output,
+        center_features=center_features,
+        chunk_size=chunk_size,
+        max_factor_bytes=max_factor_bytes,
+        distributed=distributed,
     )
     r = op.shape[0]
     k = min(top_k, r)

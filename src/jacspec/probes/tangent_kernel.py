@@ -20,6 +20,7 @@ import xarray as xr
 from torch import nn
 
 from jacspec._validation import check_labels
+from jacspec.distributed import products_sharded
 from jacspec.engine.parameters import owner_of, trainable_parameters
 from jacspec.kernels import (
     alignment,
@@ -510,6 +511,7 @@ class TangentKernel(Probe):
                 seed=0,
                 # the structured products' cache only in what the budget leaves after the basis
                 max_factor_bytes=min(STRUCTURED_FACTOR_BYTES, int(self.memory_budget_gb * 2**30) - basis_bytes),
+                distributed=products_sharded(),  # under a Monitor on several ranks: rows sharded
             )
         eigenvalues = np.asarray(stats.eigenvalues, dtype=np.float64)
         k = eigenvalues.size
