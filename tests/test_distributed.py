@@ -23,7 +23,7 @@ from torch import nn
 
 import jacspec
 from jacspec.distributed import row_block, shardable
-from jacspec.probes import Performance, PointJacobian, SpectralNorm, TangentKernel
+from jacspec.probes import Performance, PointJacobian, SpectralNorm, TangentKernel, WeightInformation
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo"
@@ -328,3 +328,109 @@ def test_lanczos_tangent_kernel_rows_sharded_across_two_ranks(tmp_path):
         seen0 = r0[name]["seen"].tolist()
         assert first <= set(seen0) and all(seen0.count(v) == 1 for v in second), name
         assert all(rank_out[name]["rng_kept"] and rank_out[name]["training"] for rank_out in (r0, r1))
+
+
+HESSIANS = ("exact", "ggn", "hutchinson")
+
+
+def _weight_information_worker(rank: int, world: int, port: int, folder: str) -> None:
+    _init(rank, world, port)
+    try:
+        _, _, probe_x, probe_y = _data()
+        model = nn.parallel.DistributedDataParallel(_model())
+        probes = [WeightInformation(hessian=h, n_probes=20) for h in HESSIANS]
+        for probe, h in zip(probes, HESSIANS):
+            probe.name = f"weight_information_{h}"
+        monitor = jacspec.Monitor(
+            model, probes, data={"train": (probe_x, probe_y)}, every=1, progress=False, on_error="raise"
+        )
+        seen = model.module[0]
+        seen.rows.clear()
+        results = monitor.step(0)
+        out = {
+            "results": {k: v["train"].load() for k, v in results.items()},
+            "seen": torch.cat(seen.rows) if seen.rows else torch.empty(0, dtype=torch.float64),
+        }
+        monitor.close()
+        torch.save(out, os.path.join(folder, f"wi{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_weight_information_hessian_rows_sharded_across_two_ranks(tmp_path):
+    # reference: the same probes in one process (the Hessian of a sum is the sum of the blocks' Hessians;
+    # Hutchinson's probes come from the same seeded generator on every rank)
+    mp.spawn(_weight_information_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"wi{r}.pt", weights_only=False) for r in range(2))
+    _, _, probe_x, probe_y = _data()
+    assert r1["results"] == {}
+    for h in HESSIANS:
+        got = r0["results"][f"weight_information_{h}"]
+        expected = WeightInformation(hessian=h, n_probes=20).measure(_model(), probe_x, probe_y)
+        xr.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    # rank 1 differentiated its own rows only (the GGN's batched backward passes see them)
+    second = set(probe_x[row_block(N_PROBE, 1, 2), 0].tolist())
+    assert set(r1["seen"].tolist()) == second
+
+
+def _callback_worker(rank: int, world: int, port: int, folder: str, framework: str) -> None:
+    import datetime
+    from types import SimpleNamespace
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    # a short timeout: a Monitor on one rank only would wait for the other at its first collective
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
+    try:
+        x, y, probe_x, probe_y = _data()
+        half = slice(rank * 8, (rank + 1) * 8)
+        model = nn.parallel.DistributedDataParallel(_model())
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        probes, data = [PointJacobian(), Performance()], {"train": (probe_x, probe_y)}
+        path = os.path.join(folder, f"{framework}.nc")
+        if framework == "lightning":
+            from jacspec.integrations.lightning import JacspecCallback
+
+            callback = JacspecCallback(probes, data=data, every=EVERY, path=path, progress=False)
+            trainer = SimpleNamespace(is_global_zero=rank == 0, global_step=0, should_stop=False)
+            callback.on_fit_start(trainer, model.module)
+        else:
+            from jacspec.integrations.huggingface import JacspecCallback
+
+            callback = JacspecCallback(probes, data=data, every=EVERY, path=path, progress=False)
+            state = SimpleNamespace(is_world_process_zero=rank == 0, global_step=0)
+            control = SimpleNamespace(should_training_stop=False)
+            callback.on_train_begin(None, state, control, model=model.module)
+        created = callback.monitor is not None
+        for step in range(STEPS):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[step, half]), y[step, half]).backward()
+            optimizer.step()
+            if framework == "lightning":
+                trainer.global_step = step + 1
+                callback.on_train_batch_end(trainer, model.module, None, None, step)
+            else:
+                state.global_step = step + 1
+                callback.on_step_end(None, state, control)
+        if framework == "lightning":
+            callback.on_fit_end(trainer, model.module)
+        else:
+            callback.on_train_end(None, state, control)
+        torch.save({"created": created}, os.path.join(folder, f"{framework}{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("framework", ["lightning", "huggingface"])
+def test_framework_callbacks_probe_on_every_rank_under_ddp(tmp_path, framework):
+    # the callbacks used to create the Monitor on rank zero only: its first probed step then waited for the
+    # other ranks at the replicas' checksum until the process group timed out
+    pytest.importorskip("lightning.pytorch" if framework == "lightning" else "transformers")
+    mp.spawn(_callback_worker, args=(2, _free_port(), str(tmp_path), framework), nprocs=2, join=True)
+    assert all(torch.load(tmp_path / f"{framework}{r}.pt")["created"] for r in range(2))
+    run = jacspec.open_run(tmp_path / f"{framework}.nc")  # written once, by rank 0
+    assert list(run["point_jacobian"]["step"].values) == [2, 4, 6]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{framework}.nc", f"{framework}0.pt", f"{framework}1.pt"]
+    )
+    run.close()

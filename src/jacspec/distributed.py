@@ -31,10 +31,13 @@ the backward and forward passes) of its block of examples, ``Jᵀ V`` is summed 
 the Lanczos iterations and the estimators alone and sends each product's command and vectors to the
 other ranks (:func:`jacspec.matrix_free.serve_operator`); the result equals the single-process one to
 round-off. The dense path (``method="dense"``) still runs on rank 0, the other ranks waiting.
+:class:`~jacspec.probes.WeightInformation` (``method="laplace"``, default loss) shards its Hessian (or GGN)
+diagonal the same way: every rank differentiates the summed loss of its rows and the diagonals are summed onto
+rank 0 (:func:`sharded_hessian_diagonal`).
 
 **Not sharded** (rank 0 measures all examples, the others wait at the next collective): statistics that
-do not separate by rows — the dense tangent kernel, :class:`~jacspec.probes.WeightInformation` (a
-Hessian or fit over all examples),
+do not separate by rows — the dense tangent kernel, the variational fit of
+:class:`~jacspec.probes.WeightInformation` (and its Laplace value with a custom loss, which may not be a sum),
 :class:`~jacspec.probes.MutualInformation` (estimators over all samples),
 :class:`~jacspec.probes.FourierSpectrum` and :class:`~jacspec.probes.SpectralNorm` (no examples), and
 any user probe.
@@ -62,6 +65,9 @@ __all__ = [
     "shardable",
     "collective",
     "products_sharded",
+    "command",
+    "serve",
+    "sharded_hessian_diagonal",
     "measure_rows",
     "serve_rows",
 ]
@@ -201,12 +207,121 @@ def shardable(probe: Any) -> bool:
 _SHARDED_PRODUCTS: contextvars.ContextVar[bool] = contextvars.ContextVar("jacspec_sharded_products", default=False)
 
 
+def command(message: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rank 0 sends ``message`` (a small dict) to every rank; the other ranks pass nothing and receive it.
+
+    The channel of the sharded computations: rank 0 announces each one, the others answer in :func:`serve`.
+
+    Examples
+    --------
+    >>> from jacspec.distributed import command
+    >>> callable(command)  # a collective: only under an initialised process group
+    True
+    """
+    box = [message]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def serve(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, output: Callable | None = None) -> None:
+    """On a rank other than 0: answer rank 0's sharded computations on this rank's rows until it is done.
+
+    The commands are the row-sharded tangent-kernel operator's (:func:`jacspec.matrix_free.answer_operator_command`)
+    and the Hessian diagonal's (:func:`sharded_hessian_diagonal`); ``"done"`` ends the loop.
+
+    Examples
+    --------
+    >>> from jacspec.distributed import serve
+    >>> callable(serve)  # run by the Monitor on ranks 1 … W-1 during a collective measurement
+    True
+    """
+    from jacspec._validation import model_device
+    from jacspec.matrix_free import answer_operator_command
+
+    x = x.to(model_device(model))
+    y = None if y is None else y.to(model_device(model))
+    state: dict[str, Any] = {}
+    while True:
+        message = command()
+        kind = message["cmd"]
+        if kind == "done":
+            return
+        if kind == "hessian_diagonal":
+            _hessian_rows(model, x, y, message)
+        elif not answer_operator_command(message, state, model, x, output):
+            raise RuntimeError(f"jacspec.distributed.serve: unknown command {kind!r} from rank 0")
+
+
+def sharded_hessian_diagonal(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: Mapping[str, torch.Tensor],
+    *,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> dict[str, torch.Tensor]:
+    """On rank 0: :func:`jacspec.information.hessian_diagonal` of the summed loss, its rows shared by the ranks.
+
+    Each rank differentiates the loss of its :func:`row_block` of ``(x, y)``; the diagonals are summed onto
+    rank 0 (the Hessian of a sum is the sum of the Hessians; Hutchinson's probes are the same on every rank,
+    drawn from a copy of ``generator``'s state). Only for the default summed cross-entropy. The other ranks
+    answer in :func:`serve`.
+
+    Examples
+    --------
+    >>> from jacspec.distributed import sharded_hessian_diagonal
+    >>> callable(sharded_hessian_diagonal)  # rank 0 of a collective measurement (WeightInformation)
+    True
+    """
+    message = {
+        "cmd": "hessian_diagonal",
+        "names": list(params),
+        "options": options,
+        "generator_state": None if generator is None else generator.get_state(),
+        "generator_device": None if generator is None else str(generator.device),
+    }
+    command(message)
+    return _hessian_rows(model, x, y, message, generator)
+
+
+def _hessian_rows(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    message: dict[str, Any],
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    from jacspec import information as info
+
+    rank, world = rank_and_world_size()
+    named = dict(model.named_parameters())
+    params = {name: named[name] for name in message["names"]}
+    if generator is None and message["generator_state"] is not None:
+        generator = torch.Generator(device=message["generator_device"])
+        generator.set_state(message["generator_state"])
+    rows = row_block(int(x.shape[0]), rank, world)
+    if rows.stop > rows.start:
+        with torch.enable_grad():
+            diagonal = info.hessian_diagonal(model, x[rows], y[rows], params, generator=generator, **message["options"])
+    else:
+        diagonal = {name: torch.zeros_like(p) for name, p in params.items()}
+    summed = {}
+    for name in message["names"]:
+        tensor = diagonal[name].detach().contiguous()
+        torch.distributed.reduce(tensor, dst=0)
+        summed[name] = tensor
+    return summed
+
+
 def collective(probe: Any) -> bool:
     """Whether a Monitor runs ``probe`` on every rank together, its products sharded by rows.
 
-    True for :class:`~jacspec.probes.TangentKernel` (and subclasses that keep its ``measure``) in
-    ``mode="eval"``: rank 0 measures, and when it takes the matrix-free path the other ranks compute their
-    rows of every kernel–vector product (see the module docstring).
+    True, in ``mode="eval"`` and for these classes or subclasses that keep their ``measure``, for
+    :class:`~jacspec.probes.TangentKernel` (when rank 0 takes the matrix-free path, the other ranks compute
+    their rows of every kernel–vector product) and for :class:`~jacspec.probes.WeightInformation` with
+    ``method="laplace"`` and the default loss (each rank computes the Hessian or GGN diagonal of its rows'
+    summed loss). Rank 0 measures; see the module docstring.
 
     Examples
     --------
@@ -216,12 +331,15 @@ def collective(probe: Any) -> bool:
     (True, False)
     """
     from jacspec.probes.tangent_kernel import TangentKernel
+    from jacspec.probes.weight_information import WeightInformation
 
-    return (
-        isinstance(probe, TangentKernel)
-        and type(probe).measure is TangentKernel.measure
-        and getattr(probe, "mode", "eval") == "eval"
-    )
+    if getattr(probe, "mode", "eval") != "eval":
+        return False
+    if isinstance(probe, TangentKernel):
+        return type(probe).measure is TangentKernel.measure
+    if isinstance(probe, WeightInformation):  # the Laplace Hessian of the default summed loss splits by rows
+        return type(probe).measure is WeightInformation.measure and probe.method == "laplace" and probe.loss is None
+    return False
 
 
 def products_sharded() -> bool:
@@ -238,7 +356,7 @@ def products_sharded() -> bool:
 
 def _measure_collectively(probe: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> xr.Dataset | None:
     """Rank 0 measures with row-sharded products; the other ranks serve their rows. Rank 0's result."""
-    from jacspec.matrix_free import end_service, serve_operator
+    from jacspec.matrix_free import end_service
     from jacspec.probes.base import preserve_model_state
 
     rank, world = rank_and_world_size()
@@ -255,7 +373,7 @@ def _measure_collectively(probe: Any, model: nn.Module, x: torch.Tensor, y: torc
         )
     if rank != 0:
         with preserve_model_state(model, getattr(probe, "mode", "eval")):
-            serve_operator(model, x, getattr(probe, "output", None))
+            serve(model, x, y, getattr(probe, "output", None))
         return None
     token = _SHARDED_PRODUCTS.set(True)
     try:

@@ -49,6 +49,7 @@ __all__ = [
     "MatrixFreeStatistics",
     "matrix_free_statistics",
     "serve_operator",
+    "answer_operator_command",
     "end_service",
     "LanczosConvergenceWarning",
 ]
@@ -423,10 +424,9 @@ class TangentKernelOperator:
 
 
 def _command(message: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Rank 0 sends ``message`` to every rank of the process group; the others receive it."""
-    box = [message]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    from jacspec.distributed import command
+
+    return command(message)
 
 
 def end_service() -> None:
@@ -443,6 +443,43 @@ def end_service() -> None:
     _command({"cmd": "done"})
 
 
+def answer_operator_command(
+    message: dict[str, Any], state: dict[str, Any], model: nn.Module, x: torch.Tensor, output: OutputFn | None
+) -> bool:
+    """Answer one of rank 0's operator commands on this rank's rows; False when ``message`` is not one.
+
+    ``state`` keeps this rank's :class:`TangentKernelOperator` between commands.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from jacspec.matrix_free import answer_operator_command
+    >>> answer_operator_command({"cmd": "something else"}, {}, torch.nn.Linear(2, 2), torch.ones(1, 2), None)
+    False
+    """
+    kind = message["cmd"]
+    if kind == "operator":
+        state["operator"] = TangentKernelOperator(
+            model,
+            x[: message["n"]],
+            output,
+            center_features=message["center_features"],
+            chunk_size=message["chunk_size"],
+            structured=message["structured"],
+            max_factor_bytes=message["max_factor_bytes"],
+            distributed=True,
+        )
+    elif kind == "matmat":
+        v = torch.empty(message["shape"], dtype=torch.float64)
+        dist.broadcast(v, src=0)
+        state["operator"]._matmat_rows(v)
+    elif kind == "layer_traces":
+        state["operator"].layer_traces()
+    else:
+        return False
+    return True
+
+
 def serve_operator(model: nn.Module, x: torch.Tensor, output: OutputFn | None = None) -> None:
     """On a rank other than 0: answer rank 0's row-sharded :class:`TangentKernelOperator` until it is done.
 
@@ -450,39 +487,21 @@ def serve_operator(model: nn.Module, x: torch.Tensor, output: OutputFn | None = 
     ``layer_traces``; each call broadcasts a command that this loop answers with this rank's block of rows
     (its factors, backward and forward passes), until rank 0 calls :func:`end_service`. Every rank must hold
     the same ``model`` and ``x`` (the Monitor checks both by checksum). The model should be in the mode rank 0
-    measures in (``eval`` for the tangent kernel).
+    measures in (``eval`` for the tangent kernel). Inside a Monitor, :func:`jacspec.distributed.serve`
+    runs this loop together with the other sharded computations.
 
     Examples
     --------
     >>> from jacspec.matrix_free import serve_operator
-    >>> callable(serve_operator)  # called by the Monitor on ranks 1 … W-1; see docs/monitor.md
+    >>> callable(serve_operator)  # called on ranks 1 … W-1 while rank 0 uses the operator
     True
     """
-    op: TangentKernelOperator | None = None
+    state: dict[str, Any] = {}
     while True:
         message = _command()
-        kind = message["cmd"]
-        if kind == "done":
+        if message["cmd"] == "done":
             return
-        if kind == "operator":
-            op = TangentKernelOperator(
-                model,
-                x[: message["n"]],
-                output,
-                center_features=message["center_features"],
-                chunk_size=message["chunk_size"],
-                structured=message["structured"],
-                max_factor_bytes=message["max_factor_bytes"],
-                distributed=True,
-            )
-        elif kind == "matmat":
-            assert op is not None
-            v = torch.empty(message["shape"], dtype=torch.float64)
-            dist.broadcast(v, src=0)
-            op._matmat_rows(v)
-        elif kind == "layer_traces":
-            assert op is not None
-            op.layer_traces()
+        answer_operator_command(message, state, model, x, output)
 
 
 def block_lanczos_top(

@@ -15,6 +15,20 @@ from jacspec.probes.base import Probe
 from jacspec.schedules import ScheduleLike, as_schedule
 
 
+def creates_monitor(is_main_process: bool) -> bool:
+    """Whether this process creates the callback's Monitor.
+
+    Under an initialised ``torch.distributed`` process group with several ranks, every rank does: the
+    Monitor's probed steps are collectives (the replicas' checksum, the sharded probes) and its rank 0
+    alone writes the run, so a Monitor on rank 0 only would wait for the others forever. Otherwise (one
+    process, or several without a process group) only the framework's main process does, so that two
+    processes never write one run file.
+    """
+    from jacspec.distributed import rank_and_world_size
+
+    return is_main_process or rank_and_world_size()[1] > 1
+
+
 class MonitorDriver:
     """Holds the options of a framework callback and the :class:`jacspec.Monitor` it drives."""
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jacspec.integrations import require
-from jacspec.integrations._core import MonitorDriver
+from jacspec.integrations._core import MonitorDriver, creates_monitor
 from jacspec.monitor import Monitor
 from jacspec.probes.base import Probe
 from jacspec.schedules import ScheduleLike
@@ -26,7 +26,9 @@ class JacspecCallback(_transformers.TrainerCallback):
     """Probe the Trainer's model after optimizer steps, by ``state.global_step``, and write a run file.
 
     At ``on_train_begin`` a :class:`jacspec.Monitor` is created on the Trainer's model (the ``model``
-    the Trainer passes to its callbacks), in the main process only (``state.is_world_process_zero``).
+    the Trainer passes to its callbacks): on every rank under an initialised ``torch.distributed`` process
+    group (the ranks share the probed steps' collectives and rank 0 alone writes the run), else in the main
+    process only (``state.is_world_process_zero``).
     At ``on_step_end`` (after each optimizer step, so once per step under gradient accumulation) it
     probes ``state.global_step`` if the schedule ``every`` selects it; each probed step is on disk before
     training resumes. ``on_train_end`` closes the monitor. Probing never changes training: the weights at
@@ -56,7 +58,7 @@ class JacspecCallback(_transformers.TrainerCallback):
     Attributes
     ----------
     monitor : jacspec.Monitor or None
-        The monitor, once training has begun in the main process.
+        The monitor, once training has begun (on every rank under torch.distributed, else the main process).
 
     Notes
     -----
@@ -91,7 +93,7 @@ class JacspecCallback(_transformers.TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
         """Create the monitor on the Trainer's ``model`` (main process only)."""
-        if not state.is_world_process_zero:
+        if not creates_monitor(state.is_world_process_zero):
             return None
         if model is None:
             raise ValueError(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jacspec.integrations import require
-from jacspec.integrations._core import MonitorDriver
+from jacspec.integrations._core import MonitorDriver, creates_monitor
 from jacspec.monitor import Monitor
 from jacspec.probes.base import Probe
 from jacspec.schedules import ScheduleLike
@@ -23,8 +23,10 @@ __all__ = ["JacspecCallback"]
 class JacspecCallback(_pl.Callback):
     """Probe the LightningModule after optimizer steps, by ``trainer.global_step``, and write a run file.
 
-    At ``on_fit_start`` a :class:`jacspec.Monitor` is created on the LightningModule (on the global rank
-    zero process only; other ranks train without probing). After each training batch whose optimizer step
+    At ``on_fit_start`` a :class:`jacspec.Monitor` is created on the LightningModule: on every rank under an
+    initialised ``torch.distributed`` process group (DDP: the ranks share the probed steps' collectives and
+    rank 0 alone writes the run, see the Monitor guide), else on the global rank zero process only. After
+    each training batch whose optimizer step
     advanced ``trainer.global_step`` (so once per optimizer step under gradient accumulation), the monitor
     probes that step if the schedule ``every`` selects it; each probed step is on disk before training
     resumes. The monitor is closed at ``on_fit_end`` and when training raises. Probing never changes
@@ -51,7 +53,7 @@ class JacspecCallback(_pl.Callback):
     Attributes
     ----------
     monitor : jacspec.Monitor or None
-        The monitor, once fitting has started on rank zero.
+        The monitor, once fitting has started (on every rank under torch.distributed, else on rank zero).
 
     Notes
     -----
@@ -84,8 +86,8 @@ class JacspecCallback(_pl.Callback):
         return self._driver.monitor
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Create the monitor on ``pl_module`` (rank zero only)."""
-        if trainer.is_global_zero and self._driver.start(pl_module, int(trainer.global_step)):
+        """Create the monitor on ``pl_module`` (every rank under torch.distributed, else rank zero only)."""
+        if creates_monitor(trainer.is_global_zero) and self._driver.start(pl_module, int(trainer.global_step)):
             trainer.should_stop = True
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:

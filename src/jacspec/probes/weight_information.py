@@ -17,6 +17,7 @@ from torch import nn
 
 from jacspec import information as info
 from jacspec._validation import check_labels, check_positive_int, describe
+from jacspec.distributed import products_sharded, sharded_hessian_diagonal
 from jacspec.engine.parameters import owner_of, parameter_record
 from jacspec.memory import budget_argument, check_memory, forward_bytes_per_example
 from jacspec.probes.base import Probe, probe_generator
@@ -308,20 +309,19 @@ class WeightInformation(Probe):
         extra: dict[str, tuple] = {}
         if self.method == "laplace":
             attrs["hessian"] = self.hessian
-            with torch.enable_grad():
-                diagonal = info.hessian_diagonal(
-                    model,
-                    x,
-                    y,
-                    params,
-                    loss=loss,
-                    method=self.hessian,
-                    n_probes=self.n_probes,
-                    chunk_size=self.chunk_size,
-                    generator=generator,
-                    progress=self.progress,
-                    max_exact_parameters=self.max_exact_parameters,
-                )
+            options = {
+                "method": self.hessian,
+                "n_probes": self.n_probes,
+                "chunk_size": self.chunk_size,
+                "max_exact_parameters": self.max_exact_parameters,
+            }
+            if products_sharded():  # under a Monitor on several ranks: each rank differentiates its rows
+                diagonal = sharded_hessian_diagonal(model, x, y, params, generator=generator, **options)
+            else:
+                with torch.enable_grad():
+                    diagonal = info.hessian_diagonal(
+                        model, x, y, params, loss=loss, generator=generator, progress=self.progress, **options
+                    )
             raw = {name: info.laplace_log_alpha(params[name], diagonal[name], self.beta) for name in params}
             trace = float(sum(d.sum() for d in diagonal.values()))
             sq_norm = float(sum((p.detach() ** 2).sum() for p in params.values()))
