@@ -10,7 +10,8 @@ On an MLP 64-256-256-10 (float32, CPU, c = 10 outputs; inputs drawn from N(0, 1)
   label CKA) — the kernel is never formed: memory linear in n, time linear in n per kernel–vector product.
 
 Each (method, n) runs in its own subprocess (fresh peak-memory accounting: the growth of ``ru_maxrss`` over
-the process' size before the call), one call each, stopped after ``--timeout`` seconds. The crossover is the
+the process' size before the call; on a GPU, chosen when one is present or by ``JACSPEC_BENCH_DEVICE``, also
+``torch.cuda.max_memory_allocated``), one call each, stopped after ``--timeout`` seconds. The crossover is the
 smallest n at which the matrix-free path is faster than the dense one.
 
 ``--ranks``: PointJacobian at n = 20 000 against the number of gloo ranks on the CPU
@@ -52,17 +53,27 @@ def _child(method: str, n: int) -> dict:
     from torch import nn
 
     torch.set_num_threads(int(os.environ.get("JACSPEC_BENCH_THREADS", "2")))
+    device = os.environ.get("JACSPEC_BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
-    x = torch.randn(n, 64)
-    y = torch.randint(0, 10, (n,))
+    model = model.to(device)
+    x = torch.randn(n, 64).to(device)
+    y = torch.randint(0, 10, (n,)).to(device)
     _measure(method, model, x[:8], y[:8])  # warm-up: imports and first-call costs are not the method's
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     summary = _measure(method, model, x, y)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": seconds, "peak_mib": max(peak - before, 0) / 1024.0, "summary": summary}
+    result = {"seconds": seconds, "peak_mib": max(peak - before, 0) / 1024.0, "summary": summary, "device": device}
+    if device.startswith("cuda"):  # the GPU's own peak (the host's ru_maxrss does not see it)
+        result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
 
 
 def _measure(method: str, model, x, y) -> float:
@@ -165,7 +176,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     sizes = FULL if args.full else QUICK
     rows = [run_one(method, n, args.timeout) for method, ns in sizes.items() for n in ns]
-    print(markdown_table(rows, ["method", "n", "n·c", "seconds", "peak_mib", "summary"]))
+    columns = ["method", "n", "n·c", "device", "seconds", "peak_mib", "summary"]
+    if any("cuda_peak_mib" in row for row in rows):
+        columns.insert(6, "cuda_peak_mib")
+    print(markdown_table(rows, columns))
     dense = {r["n"]: r["seconds"] for r in rows if r["method"] == "tangent_kernel_dense"}
     lanczos = {r["n"]: r["seconds"] for r in rows if r["method"] == "tangent_kernel_lanczos"}
     faster = [n for n in sorted(set(dense) & set(lanczos)) if lanczos[n] < dense[n]]

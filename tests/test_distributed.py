@@ -302,6 +302,7 @@ def _lanczos_worker(rank: int, world: int, port: int, folder: str) -> None:
             }
             monitor.close()
         torch.save(out, os.path.join(folder, f"lanczos{rank}.pt"))
+        dist.barrier()  # both ranks done before either tears the group down
     finally:
         dist.destroy_process_group()
 
@@ -353,6 +354,7 @@ def _weight_information_worker(rank: int, world: int, port: int, folder: str) ->
         }
         monitor.close()
         torch.save(out, os.path.join(folder, f"wi{rank}.pt"))
+        dist.barrier()  # both ranks done before either tears the group down
     finally:
         dist.destroy_process_group()
 
@@ -417,6 +419,7 @@ def _callback_worker(rank: int, world: int, port: int, folder: str, framework: s
         else:
             callback.on_train_end(None, state, control)
         torch.save({"created": created}, os.path.join(folder, f"{framework}{rank}.pt"))
+        dist.barrier()  # both ranks done before either tears the group down
     finally:
         dist.destroy_process_group()
 
@@ -434,3 +437,43 @@ def test_framework_callbacks_probe_on_every_rank_under_ddp(tmp_path, framework):
         [f"{framework}.nc", f"{framework}0.pt", f"{framework}1.pt"]
     )
     run.close()
+
+
+def _same_failure_worker(rank: int, world: int, port: int, folder: str) -> None:
+    import datetime
+    import warnings
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
+    try:
+        _, _, probe_x, probe_y = _data()
+        model = nn.parallel.DistributedDataParallel(_conv_model())
+        # the Conv1d weight needs one Hessian-vector product per entry: refused above max_exact_parameters=1,
+        # on every rank, inside the sharded Hessian diagonal
+        probes = [WeightInformation(max_exact_parameters=1), PointJacobian()]
+        monitor = jacspec.Monitor(model, probes, data={"train": (probe_x, probe_y)}, every=1, progress=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = monitor.step(0)
+            second = monitor.step(1)  # the ranks are still in step
+        out = {
+            "first": sorted(first),
+            "second": sorted(second),
+            "errors": [(e.probe, e.error_type) for e in monitor.errors],
+            "warnings": [str(w.message) for w in caught],
+        }
+        monitor.close()
+        torch.save(out, os.path.join(folder, f"fail{rank}.pt"))
+        dist.barrier()  # both ranks done before either tears the group down
+    finally:
+        dist.destroy_process_group()
+
+
+def test_an_error_every_rank_meets_in_a_sharded_hessian_is_reported_on_rank_0(tmp_path):
+    mp.spawn(_same_failure_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"fail{r}.pt", weights_only=False) for r in range(2))
+    assert r0["first"] == r0["second"] == ["errors", "point_jacobian"]  # PointJacobian still ran, after the failure
+    assert r0["errors"] == [("weight_information", "ValueError")] * 2
+    assert r1["first"] == r1["second"] == [] and r1["errors"] == []
+    assert any("could not answer rank 0's 'hessian_diagonal'" in w for w in r1["warnings"])

@@ -66,6 +66,7 @@ __all__ = [
     "collective",
     "products_sharded",
     "command",
+    "collective_",
     "serve",
     "sharded_hessian_diagonal",
     "measure_rows",
@@ -223,11 +224,40 @@ def command(message: dict[str, Any] | None = None) -> dict[str, Any]:
     return box[0]
 
 
+def _backend_device() -> torch.device:
+    """Where the process group's collectives take their tensors: the current GPU for nccl, else the CPU."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def collective_(operation: Callable[..., Any], tensor: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """Run an in-place collective (``all_reduce``, ``reduce``, ``broadcast``) on ``tensor``, wherever it lives.
+
+    The tensor is moved to the backend's device (the GPU for nccl, the CPU for gloo) when it is elsewhere,
+    and the result is copied back in place.
+
+    Examples
+    --------
+    >>> from jacspec.distributed import collective_
+    >>> callable(collective_)  # e.g. collective_(torch.distributed.all_reduce, t): only under a process group
+    True
+    """
+    device = _backend_device()
+    moved = tensor if tensor.device == device else tensor.to(device)
+    operation(moved, **kwargs)
+    if moved is not tensor:
+        tensor.copy_(moved)
+    return tensor
+
+
 def serve(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, output: Callable | None = None) -> None:
     """On a rank other than 0: answer rank 0's sharded computations on this rank's rows until it is done.
 
     The commands are the row-sharded tangent-kernel operator's (:func:`jacspec.matrix_free.answer_operator_command`)
-    and the Hessian diagonal's (:func:`sharded_hessian_diagonal`); ``"done"`` ends the loop.
+    and the Hessian diagonal's (:func:`sharded_hessian_diagonal`); ``"done"`` ends the loop. A command this
+    rank cannot answer is a warning here and the loop goes on: the models and batches are the same on every
+    rank (both checked), so rank 0 meets the same error and reports it through the Monitor's ``on_error``.
 
     Examples
     --------
@@ -246,10 +276,18 @@ def serve(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, output: Cal
         kind = message["cmd"]
         if kind == "done":
             return
-        if kind == "hessian_diagonal":
-            _hessian_rows(model, x, y, message)
-        elif not answer_operator_command(message, state, model, x, output):
-            raise RuntimeError(f"jacspec.distributed.serve: unknown command {kind!r} from rank 0")
+        try:
+            if kind == "hessian_diagonal":
+                _hessian_rows(model, x, y, message)
+            elif not answer_operator_command(message, state, model, x, output):
+                raise RuntimeError(f"unknown command {kind!r} from rank 0")
+        except Exception as err:  # noqa: BLE001 - rank 0 meets the same error and reports it; keep serving
+            warnings.warn(
+                f"jacspec: rank {rank_and_world_size()[0]} could not answer rank 0's {kind!r}: "
+                f"{type(err).__name__}: {err}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def sharded_hessian_diagonal(
@@ -308,9 +346,7 @@ def _hessian_rows(
         diagonal = {name: torch.zeros_like(p) for name, p in params.items()}
     summed = {}
     for name in message["names"]:
-        tensor = diagonal[name].detach().contiguous()
-        torch.distributed.reduce(tensor, dst=0)
-        summed[name] = tensor
+        summed[name] = collective_(torch.distributed.reduce, diagonal[name].detach().contiguous(), dst=0)
     return summed
 
 

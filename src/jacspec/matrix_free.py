@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from jacspec.distributed import collective_
 from jacspec.distributed import row_block as _row_block
 from jacspec.engine.attention import with_math_attention
 from jacspec.engine.jacobian import _Wrapped  # forward(x) = output(model, x)
@@ -167,8 +168,7 @@ class TangentKernelOperator:
         """This rank's factors (below), kept only when every rank could build its own."""
         factors = self._own_structured_factors()
         if self.world > 1:
-            ok = torch.tensor([0 if factors is None else 1])
-            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+            ok = collective_(dist.all_reduce, torch.tensor([0 if factors is None else 1]), op=dist.ReduceOp.MIN)
             if not int(ok):
                 return None
         return factors
@@ -244,11 +244,11 @@ class TangentKernelOperator:
 
     def _all_reduce(self, tensor: torch.Tensor) -> None:
         if self.world > 1:
-            dist.all_reduce(tensor)
+            collective_(dist.all_reduce, tensor)
 
     def _reduce(self, tensor: torch.Tensor) -> None:  # the sum onto rank 0
         if self.world > 1:
-            dist.reduce(tensor, dst=0)
+            collective_(dist.reduce, tensor, dst=0)
 
     def _center(self, v: torch.Tensor) -> torch.Tensor:  # v: (n, c, b)
         return v - v.mean(dim=0, keepdim=True) if self.center else v
@@ -321,14 +321,14 @@ class TangentKernelOperator:
         vv = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(self.n, self.c, -1)).contiguous()
         if self.world > 1 and self.rank == 0:
             _command({"cmd": "matmat", "shape": tuple(vv.shape)})
-            dist.broadcast(vv, src=0)
-        out = self._matmat_rows(vv).reshape(self.n * self.c, -1).numpy()
+            collective_(dist.broadcast, vv, src=0)
+        out = self._matmat_rows(vv).reshape(self.n * self.c, -1).cpu().numpy()
         return out[:, 0] if vector else out
 
     def _matmat_rows(self, vv: torch.Tensor) -> torch.Tensor:
         """``K V`` for ``V`` (n, c, b) float64 from this rank's rows, summed onto rank 0 (complete there)."""
         b = vv.shape[2]
-        vv = self._center(vv).to(self.dtype)
+        vv = self._center(vv).to(device=self.x.device, dtype=self.dtype)  # the model's device and dtype
         out = self._structured_matmat(vv) if self._layer_factors is not None else self._jvp(self._vjp(vv), b)
         out = out.double()
         self._reduce(out)
@@ -359,9 +359,9 @@ class TangentKernelOperator:
         from torch.func import functional_call, jacrev, vmap
 
         primals = {k: p.detach() for k, p in self.params.items()}
-        squares = {k: torch.zeros((), dtype=torch.float64) for k in self.params}
+        squares = {k: torch.zeros((), dtype=torch.float64, device=p.device) for k, p in self.params.items()}
         sums = {
-            k: torch.zeros((self.c, *p.shape) if self.center else (), dtype=torch.float64)
+            k: torch.zeros((self.c, *p.shape) if self.center else (), dtype=torch.float64, device=p.device)
             for k, p in self.params.items()
         }
 
@@ -394,7 +394,7 @@ class TangentKernelOperator:
         sums: dict[str, torch.Tensor] = {}
         r0 = self.rows.start
         for name, (g, u) in self._layer_factors.items():
-            squares[name] = torch.zeros((), dtype=torch.float64)
+            squares[name] = torch.zeros((), dtype=torch.float64, device=g.device)
             shape = (self.c, g.shape[2], u.shape[1]) if self.center else ()
             sums[name] = torch.zeros(shape, dtype=torch.float64, device=g.device)
             for start, stop in self._chunks():  # float64 a chunk at a time
@@ -470,8 +470,7 @@ def answer_operator_command(
             distributed=True,
         )
     elif kind == "matmat":
-        v = torch.empty(message["shape"], dtype=torch.float64)
-        dist.broadcast(v, src=0)
+        v = collective_(dist.broadcast, torch.empty(message["shape"], dtype=torch.float64), src=0)
         state["operator"]._matmat_rows(v)
     elif kind == "layer_traces":
         state["operator"].layer_traces()
