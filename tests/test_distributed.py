@@ -87,10 +87,13 @@ def _train(model, batches, monitor=None):
     return [p.detach().clone() for p in model.parameters()]
 
 
-def _init(rank: int, world: int, port: int) -> None:
+def _init(rank: int, world: int, port: int, timeout_s: float | None = None) -> None:
+    import datetime
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    timeout = {} if timeout_s is None else {"timeout": datetime.timedelta(seconds=timeout_s)}
+    dist.init_process_group("gloo", rank=rank, world_size=world, **timeout)
 
 
 def _worker(rank: int, world: int, port: int, folder: str) -> None:
@@ -376,13 +379,10 @@ def test_weight_information_hessian_rows_sharded_across_two_ranks(tmp_path):
 
 
 def _callback_worker(rank: int, world: int, port: int, folder: str, framework: str) -> None:
-    import datetime
     from types import SimpleNamespace
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
     # a short timeout: a Monitor on one rank only would wait for the other at its first collective
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
+    _init(rank, world, port, timeout_s=60)
     try:
         x, y, probe_x, probe_y = _data()
         half = slice(rank * 8, (rank + 1) * 8)
@@ -440,12 +440,9 @@ def test_framework_callbacks_probe_on_every_rank_under_ddp(tmp_path, framework):
 
 
 def _same_failure_worker(rank: int, world: int, port: int, folder: str) -> None:
-    import datetime
     import warnings
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
+    _init(rank, world, port, timeout_s=60)
     try:
         _, _, probe_x, probe_y = _data()
         model = nn.parallel.DistributedDataParallel(_conv_model())

@@ -29,7 +29,7 @@ or ``"auto"`` when it picks it) shards the kernel's rows instead: every rank hol
 the backward and forward passes) of its block of examples, ``Jᵀ V`` is summed across ranks with
 ``all_reduce`` and the rows of ``J U`` and of the per-layer traces are reduced onto rank 0, which runs
 the Lanczos iterations and the estimators alone and sends each product's command and vectors to the
-other ranks (:func:`jacspec.matrix_free.serve_operator`); the result equals the single-process one to
+other ranks (:func:`serve`); the result equals the single-process one to
 round-off. The dense path (``method="dense"``) still runs on rank 0, the other ranks waiting.
 :class:`~jacspec.probes.WeightInformation` (``method="laplace"``, default loss) shards its Hessian (or GGN)
 diagonal the same way: every rank differentiates the summed loss of its rows and the diagonals are summed onto
@@ -66,6 +66,7 @@ __all__ = [
     "collective",
     "products_sharded",
     "command",
+    "end_service",
     "collective_",
     "serve",
     "sharded_hessian_diagonal",
@@ -222,6 +223,18 @@ def command(message: dict[str, Any] | None = None) -> dict[str, Any]:
     box = [message]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def end_service() -> None:
+    """On rank 0: release the ranks waiting in :func:`serve` (a collective: the ``done`` command).
+
+    Examples
+    --------
+    >>> from jacspec.distributed import end_service
+    >>> callable(end_service)  # called after each collective measurement on rank 0
+    True
+    """
+    command({"cmd": "done"})
 
 
 def _backend_device() -> torch.device:
@@ -392,7 +405,6 @@ def products_sharded() -> bool:
 
 def _measure_collectively(probe: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> xr.Dataset | None:
     """Rank 0 measures with row-sharded products; the other ranks serve their rows. Rank 0's result."""
-    from jacspec.matrix_free import end_service
     from jacspec.probes.base import preserve_model_state
 
     rank, world = rank_and_world_size()
@@ -402,11 +414,7 @@ def _measure_collectively(probe: Any, model: nn.Module, x: torch.Tensor, y: torc
     if differ:  # every rank knows: none starts serving
         if rank != 0:
             return None
-        raise ValueError(
-            f"probe {probe.name!r} shards its kernel-vector products across ranks, so every rank must pass the "
-            f"Monitor the same probe batch, but ranks {differ} hold data (x, y) that differ from rank 0's. Pass "
-            "every rank the same `data` (e.g. the same tensors, or the same Dataset with the same probe_seed)."
-        )
+        raise _different_batches(probe, differ)
     if rank != 0:
         with preserve_model_state(model, getattr(probe, "mode", "eval")):
             serve(model, x, y, getattr(probe, "output", None))
@@ -417,6 +425,15 @@ def _measure_collectively(probe: Any, model: nn.Module, x: torch.Tensor, y: torc
     finally:
         _SHARDED_PRODUCTS.reset(token)
         end_service()
+
+
+def _different_batches(probe: Any, ranks: list[int]) -> ValueError:
+    return ValueError(
+        f"probe {probe.name!r} splits its examples across ranks, so every rank must pass the Monitor the same "
+        f"probe batch, but ranks {ranks} hold data (x, y) that differ from rank 0's. Pass every rank the "
+        "same `data` (e.g. the same tensors, or the same Dataset with the same probe_seed), not each rank's "
+        "shard of the training data."
+    )
 
 
 def _data_checksum(x: torch.Tensor, y: torch.Tensor | None) -> str:
@@ -499,12 +516,7 @@ def measure_rows(probe: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor 
         )
     differ = [r for r, got in enumerate(gathered) if got["checksum"] != gathered[0]["checksum"]]
     if differ:
-        raise ValueError(
-            f"probe {probe.name!r} splits its examples across ranks, so every rank must pass the Monitor the same "
-            f"probe batch, but ranks {differ} hold data (x, y) that differ from rank 0's. Pass every rank the "
-            "same `data` (e.g. the same tensors, or the same Dataset with the same probe_seed), not each rank's "
-            "shard of the training data."
-        )
+        raise _different_batches(probe, differ)
     pieces = [got["piece"] for got in gathered if got["piece"] is not None]
     combined = _combiner(probe)(probe, pieces, n)  # type: ignore[misc]
     if combined is None:  # a variable this module cannot combine: rank 0 measures every row itself

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from jacspec.distributed import collective_
+from jacspec.distributed import collective_, command
 from jacspec.distributed import row_block as _row_block
 from jacspec.engine.attention import with_math_attention
 from jacspec.engine.jacobian import _Wrapped  # forward(x) = output(model, x)
@@ -49,9 +49,7 @@ __all__ = [
     "slq_trace",
     "MatrixFreeStatistics",
     "matrix_free_statistics",
-    "serve_operator",
     "answer_operator_command",
-    "end_service",
     "LanczosConvergenceWarning",
 ]
 
@@ -94,7 +92,7 @@ class TangentKernelOperator:
         forward passes); ``Jᵀ V`` is summed over the ranks with ``all_reduce`` and the rows of ``J U`` and
         of the traces are reduced onto rank 0. Rank 0 drives: it builds the operator and calls its methods,
         and each call first broadcasts a command to the other ranks, which answer in
-        :func:`serve_operator` (every rank must hold the same model and ``x``). Results are rank 0's.
+        :func:`jacspec.distributed.serve` (every rank must hold the same model and ``x``). Results are rank 0's.
 
     Examples
     --------
@@ -124,7 +122,7 @@ class TangentKernelOperator:
     ):
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
         if self.world > 1 and self.rank == 0:
-            _command(
+            command(
                 {
                     "cmd": "operator",
                     "n": int(x.shape[0]),
@@ -320,7 +318,7 @@ class TangentKernelOperator:
         vector = v.ndim == 1
         vv = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(self.n, self.c, -1)).contiguous()
         if self.world > 1 and self.rank == 0:
-            _command({"cmd": "matmat", "shape": tuple(vv.shape)})
+            command({"cmd": "matmat", "shape": tuple(vv.shape)})
             collective_(dist.broadcast, vv, src=0)
         out = self._matmat_rows(vv).reshape(self.n * self.c, -1).cpu().numpy()
         return out[:, 0] if vector else out
@@ -342,7 +340,7 @@ class TangentKernelOperator:
         With centered features, ``Tr K_c^ℓ = Σ_{i,a} ‖φ_ia‖² − (1/n) Σ_a ‖Σ_i φ_ia‖²``.
         """
         if self.world > 1 and self.rank == 0:
-            _command({"cmd": "layer_traces"})
+            command({"cmd": "layer_traces"})
         squares, sums = self._structured_sums() if self._layer_factors is not None else self._autograd_sums()
         traces: dict[str, float] = {}
         for k in squares:
@@ -423,26 +421,6 @@ class TangentKernelOperator:
         return {k: torch.stack(v) for k, v in rows.items()}
 
 
-def _command(message: dict[str, Any] | None = None) -> dict[str, Any]:
-    from jacspec.distributed import command
-
-    return command(message)
-
-
-def end_service() -> None:
-    """On rank 0: release the ranks waiting in :func:`serve_operator` (call it once rank 0 is done).
-
-    A collective: it broadcasts the ``done`` command, so call it only under an initialised process group.
-
-    Examples
-    --------
-    >>> from jacspec.matrix_free import end_service
-    >>> callable(end_service)  # jacspec.distributed calls it after each sharded measurement on rank 0
-    True
-    """
-    _command({"cmd": "done"})
-
-
 def answer_operator_command(
     message: dict[str, Any], state: dict[str, Any], model: nn.Module, x: torch.Tensor, output: OutputFn | None
 ) -> bool:
@@ -477,30 +455,6 @@ def answer_operator_command(
     else:
         return False
     return True
-
-
-def serve_operator(model: nn.Module, x: torch.Tensor, output: OutputFn | None = None) -> None:
-    """On a rank other than 0: answer rank 0's row-sharded :class:`TangentKernelOperator` until it is done.
-
-    Rank 0 builds ``TangentKernelOperator(..., distributed=True)`` and calls its ``matmat`` and
-    ``layer_traces``; each call broadcasts a command that this loop answers with this rank's block of rows
-    (its factors, backward and forward passes), until rank 0 calls :func:`end_service`. Every rank must hold
-    the same ``model`` and ``x`` (the Monitor checks both by checksum). The model should be in the mode rank 0
-    measures in (``eval`` for the tangent kernel). Inside a Monitor, :func:`jacspec.distributed.serve`
-    runs this loop together with the other sharded computations.
-
-    Examples
-    --------
-    >>> from jacspec.matrix_free import serve_operator
-    >>> callable(serve_operator)  # called on ranks 1 … W-1 while rank 0 uses the operator
-    True
-    """
-    state: dict[str, Any] = {}
-    while True:
-        message = _command()
-        if message["cmd"] == "done":
-            return
-        answer_operator_command(message, state, model, x, output)
 
 
 def block_lanczos_top(
@@ -740,7 +694,7 @@ def matrix_free_statistics(
         SLQ / Hutchinson probe vectors, Lanczos steps per probe, the Lanczos residual tolerance, the seed.
     max_factor_bytes, distributed
         As for :class:`TangentKernelOperator` (the structured products' cache size; rows sharded across the
-        ranks of the process group, rank 0 driving and the others in :func:`serve_operator`).
+        ranks of the process group, rank 0 driving and the others in :func:`jacspec.distributed.serve`).
 
     Examples
     --------
