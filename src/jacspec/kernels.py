@@ -360,11 +360,18 @@ def _collect(
     on_unsupported: OnUnsupported,
     strict: bool = False,
     info: dict[str, Any] | None = None,
+    extra_targets: Sequence[torch.Tensor] = (),
+    want_factors: Callable[[int, int], bool] | None = None,
+    sink: dict[str, Any] | None = None,
 ) -> tuple[dict[str, _Factors], int, int]:
     """One forward pass with hooks and c backward passes: the factors of every layer for batch ``x``.
 
     ``strict`` (implementation="auto"): raise ``_NeedsFunctional`` at the first sign that the hooks
     would not be exact (unknown class, tied, parent-read or unbatched), instead of ``on_unsupported``.
+    The shared pass (:mod:`jacspec.engine.shared_pass`) also passes ``extra_targets`` (tensors the
+    forward started from, e.g. ``x`` requiring grad, whose ``(c, *shape)`` gradients the same backward
+    passes give), ``want_factors(n, c)`` (False: only the output and the extra gradients are wanted) and
+    ``sink`` (filled with the detached output ``"f"`` and ``"extra_grads"``).
     """
     _check_no_training_batchnorm(model)
     if strict:
@@ -520,8 +527,16 @@ def _collect(
         kept = {id(p) for r in records.values() for p in r.params.values()}
         info["used_ids"] = kept
         info["dropped_ids"] = set(owners) - kept
-    targets = [t for r in records.values() for call in r.calls for t in call.outputs]
-    grads_flat = _output_gradients(f, targets) if targets else []
+    keep_factors = want_factors is None or want_factors(n, c)
+    targets = [t for r in records.values() for call in r.calls for t in call.outputs] if keep_factors else []
+    everything = targets + list(extra_targets)
+    grads_all = _output_gradients(f, everything) if everything else []
+    grads_flat = grads_all[: len(targets)]
+    if sink is not None:
+        sink["f"] = f.detach()
+        sink["extra_grads"] = grads_all[len(targets) :]
+    if not keep_factors:
+        return {}, n, c
     factors: dict[str, _Factors] = {}
     k = 0
     for name, record in records.items():
@@ -814,9 +829,17 @@ def _factors(
     factors_a = factors_b = None
     if implementation in ("auto", "structured"):
         try:
-            factors_a, n, c = _collect(
-                model, x, names, output, on_unsupported, strict=implementation == "auto", info=info
-            )
+            from jacspec.engine.shared_pass import active_pass
+
+            shared = active_pass(model, x) if output is None and x2 is None else None
+            taken = None if shared is None else shared.layer_factors(names, on_unsupported, implementation == "auto")
+            if taken is not None:  # this step's shared pass collected them (one forward for every probe)
+                factors_a, n, c, shared_info = taken
+                info.update(shared_info)
+            else:
+                factors_a, n, c = _collect(
+                    model, x, names, output, on_unsupported, strict=implementation == "auto", info=info
+                )
             m = n
             if x2 is not None:
                 factors_b, m, c2 = _collect(

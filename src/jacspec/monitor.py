@@ -18,7 +18,8 @@ from jacspec._attrs import to_json
 from jacspec._probe_batch import resolve_data
 from jacspec._validation import check_model, describe, model_dtype
 from jacspec.distributed import check_same_model, measure_rows, rank_and_world_size, serve_rows, unwrap_model
-from jacspec.probes.base import Probe
+from jacspec.engine.shared_pass import SharedPass, sharing
+from jacspec.probes.base import ModelState, Probe, step_snapshot
 from jacspec.schedules import ScheduleLike, as_schedule
 from jacspec.store import RunStore
 
@@ -457,40 +458,15 @@ class Monitor:
             delay=1.0,
             disable=None if self.progress else True,
         )
+        passes = self._shared_passes()
         try:
-            for probe, split in jobs:
-                bar.set_postfix_str(probe.name if split is None else f"{probe.name}/{split}", refresh=False)
-                start = time.perf_counter()
-                try:
-                    if split is None:
-                        ds = probe.measure(self.model)
-                    else:
-                        x, y = self.data[split]
-                        ds = measure_rows(probe, self.model, x, y)  # split across ranks where shardable
-                except (KeyboardInterrupt, StopTraining):
-                    raise
-                except Exception as err:
-                    where = f"probe {probe.name!r}" + (f" on split {split!r}" if split else "") + f" at step {step}"
-                    if self.on_error == "raise":
-                        if hasattr(err, "add_note"):
-                            err.add_note(f"(raised by {where}; the run file keeps every earlier step)")
-                        raise
-                    message = "".join(traceback.format_exception_only(type(err), err)).strip()
-                    failures.append(ProbeFailure(step, probe.name, split, type(err).__name__, message, err))
-                    if self.on_error == "warn":
-                        warnings.warn(
-                            f"{where} raised {message}; recorded in monitor.errors and the run's 'errors' group, "
-                            "training goes on (Monitor(on_error='raise') stops instead).",
-                            ProbeErrorWarning,
-                            stacklevel=2,
-                        )
-                    bar.update()
-                    continue
-                results.setdefault(probe.name, {})[split] = ds
-                seconds.setdefault(probe.name, {})[split] = time.perf_counter() - start
-                bar.update()
+            # one snapshot of the model per step, and one shared pass per split (not one per probe)
+            with step_snapshot(self.model) as state, sharing(list(passes.values())):
+                self._run_jobs(step, jobs, results, seconds, failures, bar, state)
         finally:
             bar.close()
+        # forward passes each split's shared pass ran (one when the probes that share it could)
+        self._shared_forward_passes = {split: shared.forward_passes for split, shared in passes.items()}
         self._last_probed = step
         if failures:
             self.errors.extend(failures)
@@ -501,6 +477,65 @@ class Monitor:
         self.last_results = results
         self._run_callbacks(step, results)
         return results
+
+    def _shared_passes(self) -> dict[str, SharedPass]:
+        """One shared pass per split for the probes that declared what they need (single process only)."""
+        if self.world_size > 1:  # sharded probes see row blocks, not the split's batch
+            return {}
+        passes = {}
+        for split, (x, _) in self.data.items():
+            shared = SharedPass(self.model, x)
+            for probe in self.probes:
+                if probe.needs_input:
+                    try:
+                        probe.share(shared, self.model, x)
+                    except Exception:  # noqa: BLE001 - the probe then measures on its own (and reports its error)
+                        pass
+            passes[split] = shared
+        return passes
+
+    def _run_jobs(
+        self,
+        step: int,
+        jobs: list[tuple[Probe, str | None]],
+        results: dict[str, dict[str | None, xr.Dataset]],
+        seconds: dict[str, dict[str | None, float]],
+        failures: list[ProbeFailure],
+        bar: Any,
+        state: ModelState,
+    ) -> None:
+        for probe, split in jobs:
+            bar.set_postfix_str(probe.name if split is None else f"{probe.name}/{split}", refresh=False)
+            start = time.perf_counter()
+            try:
+                if split is None:
+                    ds = probe.measure(self.model)
+                else:
+                    x, y = self.data[split]
+                    ds = measure_rows(probe, self.model, x, y)  # split across ranks where shardable
+            except (KeyboardInterrupt, StopTraining):
+                raise
+            except Exception as err:
+                where = f"probe {probe.name!r}" + (f" on split {split!r}" if split else "") + f" at step {step}"
+                if self.on_error == "raise":
+                    if hasattr(err, "add_note"):
+                        err.add_note(f"(raised by {where}; the run file keeps every earlier step)")
+                    raise
+                state.restore()  # the next probe starts from the model as the step found it
+                message = "".join(traceback.format_exception_only(type(err), err)).strip()
+                failures.append(ProbeFailure(step, probe.name, split, type(err).__name__, message, err))
+                if self.on_error == "warn":
+                    warnings.warn(
+                        f"{where} raised {message}; recorded in monitor.errors and the run's 'errors' group, "
+                        "training goes on (Monitor(on_error='raise') stops instead).",
+                        ProbeErrorWarning,
+                        stacklevel=3,
+                    )
+                bar.update()
+                continue
+            results.setdefault(probe.name, {})[split] = ds
+            seconds.setdefault(probe.name, {})[split] = time.perf_counter() - start
+            bar.update()
 
     def _run_callbacks(self, step: int, results: dict[str, dict[str | None, xr.Dataset]]) -> None:
         stop: StopTraining | None = None

@@ -22,7 +22,7 @@ import inspect
 import random
 import threading
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -69,8 +69,101 @@ def _global_hook_keys() -> list[tuple[dict, set]]:
     return saved
 
 
+class ModelState:
+    """A snapshot of ``model`` and the global RNGs, put back by :meth:`restore` (see :func:`preserve_model_state`).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to snapshot.
+    values : bool
+        Also copy parameter values, ``.grad`` and buffers (False: only flags, hooks, RNGs, grad mode and
+        default dtype, the cheap part; the Monitor copies the values once per step, not once per probe).
+    """
+
+    def __init__(self, model: nn.Module, values: bool = True):
+        self.training = [(module, module.training) for module in model.modules()]
+        self.params = list(model.parameters())
+        self.requires_grad = [p.requires_grad for p in self.params]
+        self.values = [p.detach().clone() for p in self.params] if values else None
+        self.grads = (
+            [(p.grad, None if p.grad is None else p.grad.detach().clone()) for p in self.params] if values else None
+        )
+        self.buffers = [(b, b.detach().clone()) for b in model.buffers()] if values else None
+        self.hooks = _hook_keys(model)
+        self.global_hooks = _global_hook_keys()
+        self.grad_enabled = torch.is_grad_enabled()
+        self.default_dtype = torch.get_default_dtype()
+        self.torch_rng = torch.get_rng_state()
+        self.cuda_rng = (
+            torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        )
+        self.numpy_rng = np.random.get_state()
+        self.python_rng = random.getstate()
+
+    def restore(self) -> None:
+        """Put everything in the snapshot back (values only if they were copied)."""
+        for hook_dict, keys in self.global_hooks:
+            for key in [k for k in hook_dict if k not in keys]:
+                del hook_dict[key]
+        for module, attr, keys in self.hooks:
+            hook_dict = getattr(module, attr)
+            for key in [k for k in hook_dict if k not in keys]:
+                del hook_dict[key]
+        with torch.no_grad():
+            for k, (p, flag) in enumerate(zip(self.params, self.requires_grad)):
+                if self.values is not None and not torch.equal(p, self.values[k]):
+                    p.copy_(self.values[k])
+                p.requires_grad_(flag)
+            for p, (grad, saved) in zip(self.params, self.grads or []):
+                if grad is None:
+                    p.grad = None
+                else:
+                    if not torch.equal(grad, saved):
+                        grad.copy_(saved)
+                    p.grad = grad
+            for buffer, saved in self.buffers or []:
+                if not torch.equal(buffer, saved):
+                    buffer.copy_(saved)
+        for module, flag in self.training:
+            module.training = flag
+        torch.set_grad_enabled(self.grad_enabled)
+        torch.set_default_dtype(self.default_dtype)
+        torch.set_rng_state(self.torch_rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+        np.random.set_state(self.numpy_rng)
+        random.setstate(self.python_rng)
+
+
 @contextlib.contextmanager
-def preserve_model_state(model: nn.Module, mode: str | None = "eval") -> Iterator[nn.Module]:
+def step_snapshot(model: nn.Module) -> Iterator[ModelState]:
+    """One snapshot of ``model`` for a whole Monitor step; restored on exit, also on error.
+
+    Inside the block, the built-in probes measured in eval mode copy only the cheap part of the state
+    (flags, hooks, RNGs) instead of every parameter, gradient and buffer. The Monitor calls
+    :meth:`ModelState.restore` after a probe that raised, so the next probe starts from the same model.
+    """
+    state = ModelState(model)
+    previous = getattr(_local, "step_model", None)
+    _local.step_model = model
+    try:
+        yield state
+    finally:
+        _local.step_model = previous
+        state.restore()
+
+
+def _values_held_by_step(model: nn.Module, probe: Any) -> bool:
+    return (
+        getattr(_local, "step_model", None) is model
+        and getattr(probe, "mode", "eval") == "eval"
+        and type(probe).__module__.startswith("jacspec.")
+    )
+
+
+@contextlib.contextmanager
+def preserve_model_state(model: nn.Module, mode: str | None = "eval", *, values: bool = True) -> Iterator[nn.Module]:
     """Context manager that leaves ``model`` and the global RNGs exactly as it found them.
 
     Parameters
@@ -79,6 +172,9 @@ def preserve_model_state(model: nn.Module, mode: str | None = "eval") -> Iterato
         The model to protect.
     mode : {"eval", "train", None}
         Mode to put the model in inside the block (``None`` keeps the current mode).
+    values : bool
+        Copy parameter values, ``.grad`` and buffers too (default). False leaves them to an enclosing
+        snapshot (the Monitor's :func:`step_snapshot`).
 
     Notes
     -----
@@ -100,20 +196,7 @@ def preserve_model_state(model: nn.Module, mode: str | None = "eval") -> Iterato
     """
     if mode not in ("eval", "train", None):
         raise ValueError(f"`mode` must be one of 'eval', 'train' or None, but got {mode!r}.")
-    training = [(module, module.training) for module in model.modules()]
-    params = list(model.parameters())
-    requires_grad = [p.requires_grad for p in params]
-    values = [p.detach().clone() for p in params]
-    grads = [(p.grad, None if p.grad is None else p.grad.detach().clone()) for p in params]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    hooks = _hook_keys(model)
-    global_hooks = _global_hook_keys()
-    grad_enabled = torch.is_grad_enabled()
-    default_dtype = torch.get_default_dtype()
-    torch_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    numpy_rng = np.random.get_state()
-    python_rng = random.getstate()
+    state = ModelState(model, values=values)
     try:
         if mode == "eval":
             model.eval()
@@ -121,37 +204,7 @@ def preserve_model_state(model: nn.Module, mode: str | None = "eval") -> Iterato
             model.train()
         yield model
     finally:
-        for hook_dict, keys in global_hooks:
-            for key in [k for k in hook_dict if k not in keys]:
-                del hook_dict[key]
-        for module, attr, keys in hooks:
-            hook_dict = getattr(module, attr)
-            for key in [k for k in hook_dict if k not in keys]:
-                del hook_dict[key]
-        with torch.no_grad():
-            for p, flag, value in zip(params, requires_grad, values):
-                if not torch.equal(p, value):
-                    p.copy_(value)
-                p.requires_grad_(flag)
-            for p, (grad, saved) in zip(params, grads):
-                if grad is None:
-                    p.grad = None
-                else:
-                    if not torch.equal(grad, saved):
-                        grad.copy_(saved)
-                    p.grad = grad
-            for buffer, saved in buffers:
-                if not torch.equal(buffer, saved):
-                    buffer.copy_(saved)
-        for module, flag in training:
-            module.training = flag
-        torch.set_grad_enabled(grad_enabled)
-        torch.set_default_dtype(default_dtype)
-        torch.set_rng_state(torch_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
-        np.random.set_state(numpy_rng)
-        random.setstate(python_rng)
+        state.restore()
 
 
 def probe_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
@@ -254,7 +307,8 @@ def _guarded(measure):
             y = y.to(x.device)
         _local.depth = depth + 1
         try:
-            with preserve_model_state(model, mode=getattr(self, "mode", "eval")):
+            values = not _values_held_by_step(model, self)  # the Monitor's step snapshot holds them
+            with preserve_model_state(model, mode=getattr(self, "mode", "eval"), values=values):
                 try:
                     result = measure(self, model, x, y, **kwargs)
                 except RuntimeError as err:
@@ -287,6 +341,10 @@ def _guarded(measure):
 
     wrapper._jacspec_guarded = True  # type: ignore[attr-defined]
     return wrapper
+
+
+if TYPE_CHECKING:
+    from jacspec.engine.shared_pass import SharedPass
 
 
 class Probe:
@@ -359,6 +417,14 @@ class Probe:
 
     def reset(self) -> None:
         """Forget state carried between calls (warm starts, accumulators). Default: nothing."""
+
+    def share(self, shared: SharedPass, model: nn.Module, x: torch.Tensor) -> None:
+        """Declare what this probe will take from the step's shared pass on ``(model, x)``. Default: nothing.
+
+        The :class:`jacspec.Monitor` calls it before a step, once per split, and the probe's ``measure``
+        then finds the pass with :func:`jacspec.engine.shared_pass.active_pass` (see that module). A probe
+        that declares nothing (the default, and every user-written probe) measures on its own.
+        """
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 import xarray as xr
@@ -53,6 +55,13 @@ class Performance(Probe):
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.max_memory = budget_argument(max_memory)
 
+    def _shares(self, x: torch.Tensor) -> bool:
+        return self.max_memory is None and self.mode == "eval" and x.shape[0] <= self.batch_size
+
+    def share(self, shared: Any, model: nn.Module, x: torch.Tensor) -> None:
+        if self._shares(x):
+            shared.request_logits()
+
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
         if self.max_memory is not None:
             batch = min(self.batch_size, x.shape[0])
@@ -63,10 +72,14 @@ class Performance(Probe):
                 what=f"Performance's forward of {batch} examples (largest activation {activation} B per example)",
                 ways_out=["a smaller `batch_size=`"],
             )
+        from jacspec.engine.shared_pass import active_pass
+
+        shared = active_pass(model, x) if self._shares(x) else None
         loss, correct = 0.0, 0
         with torch.no_grad():
             for start in range(0, x.shape[0], self.batch_size):
-                logits = model(x[start : start + self.batch_size])
+                # this step's shared pass holds the logits of the whole batch (one forward for every probe)
+                logits = shared.logits() if shared is not None else model(x[start : start + self.batch_size])
                 if logits.dim() != 2:
                     raise ValueError(
                         f"the model's output must be logits of shape (n, c), but got {tuple(logits.shape)}."

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -459,16 +459,41 @@ class PointJacobian(Probe):
         )
         return smallest
 
-    def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
-        sigma, out = point_jacobian_singular_values(
-            model,
-            x,
-            output=self.output,
-            jacobian=self.jacobian,
-            spectrum=self.spectrum,
-            chunk_size=self._chunk_under_budget(model, x),
-            progress=self.progress,
+    def _shares(self, x: torch.Tensor) -> bool:
+        # the shared pass computes what the default options compute: c batched backward passes to x
+        return (
+            self.output is None
+            and self.jacobian in ("auto", "batched")
+            and self.chunk_size is None
+            and self.max_memory is None
+            and self.mode == "eval"
+            and isinstance(x, torch.Tensor)
+            and x.is_floating_point()
         )
+
+    def share(self, shared: Any, model: nn.Module, x: torch.Tensor) -> None:
+        if self._shares(x):
+            d = int(np.prod(x.shape[1:])) if x.dim() > 1 else 1
+            # wanted when one chunk of the default size holds the whole batch (what measure alone would do)
+            shared.request_input_jacobians(when=lambda n, c: n <= (64 * 2**20) // max(1, 8 * c * d))
+
+    def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
+        from jacspec.engine.shared_pass import active_pass
+
+        shared = active_pass(model, x) if self._shares(x) else None
+        jacobians = None if shared is None else shared.input_jacobians()
+        if jacobians is not None:  # this step's shared pass: the same c backward passes, run once for every probe
+            sigma, out = jacobian_singular_values(jacobians, method=self.spectrum), shared.logits()
+        else:
+            sigma, out = point_jacobian_singular_values(
+                model,
+                x,
+                output=self.output,
+                jacobian=self.jacobian,
+                spectrum=self.spectrum,
+                chunk_size=self._chunk_under_budget(model, x),
+                progress=self.progress,
+            )
         sigma_np = sigma.cpu().numpy()
         n, k = sigma_np.shape
         finite = np.isfinite(sigma_np).all(axis=1)

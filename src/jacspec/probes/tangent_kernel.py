@@ -281,10 +281,14 @@ class TangentKernel(Probe):
             raise ValueError(
                 "`y` (integer class labels of shape (n,)) is required by TangentKernel(cka=True), but got None."
             )
-        if self.max_examples is not None:
+        if self.max_examples is not None and self.max_examples < x.shape[0]:
             x = x[: self.max_examples]
             y = None if y is None else y[: self.max_examples]
-        c = self._n_outputs(model, x)  # one example's forward: sizes every budget before anything large
+        from jacspec.engine.shared_pass import active_pass
+
+        shared = active_pass(model, x) if self._shares(x) else None
+        # one example's forward sizes every budget before anything large (or this step's shared pass)
+        c = shared.n_outputs() if shared is not None else self._n_outputs(model, x)
         if self._choose_method(model, x.shape[0], c) == "lanczos":
             return self._measure_lanczos(model, x, y, c)
         self._check_dense_memory(model, x.shape[0], c)
@@ -414,6 +418,25 @@ class TangentKernel(Probe):
         )
 
     # -- the matrix-free path ----------------------------------------------------------------------
+
+    def _shares(self, x: torch.Tensor) -> bool:
+        return (
+            self.output is None
+            and self.mode == "eval"
+            and self.method in ("auto", "dense")
+            and self.implementation in ("auto", "structured")
+            and (self.max_examples is None or self.max_examples >= x.shape[0])
+        )
+
+    def share(self, shared: Any, model: nn.Module, x: torch.Tensor) -> None:
+        if self._shares(x):
+            from jacspec.kernels import parametrised_modules
+
+            def dense(n: int, c: int) -> bool:  # the factors are wanted only on the dense path
+                return c >= 1 and self._choose_method(model, n, c) == "dense"
+
+            modules = parametrised_modules(model, self.layers)
+            shared.request_layer_factors(modules, self.on_unsupported, self.implementation == "auto", when=dense)
 
     def _n_outputs(self, model: nn.Module, x: torch.Tensor) -> int:
         was_training = model.training
@@ -639,6 +662,12 @@ class TangentComplexity(Probe):
         """Forget the previous parameters and the accumulated complexity."""
         self._state.clear()
 
+    def share(self, shared: Any, model: nn.Module, x: torch.Tensor) -> None:
+        if self.output is None and self.max_memory is None and self.mode == "eval":
+            from jacspec.kernels import parametrised_modules
+
+            shared.request_layer_factors(parametrised_modules(model, self.layers), self.on_unsupported, True)
+
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
         from jacspec.kernels import parametrised_modules
 
@@ -651,7 +680,7 @@ class TangentComplexity(Probe):
                 what=f"TangentComplexity's kernel diagonal on {x.shape[0]} examples ({c} outputs)",
                 ways_out=["fewer examples (pass x[:m])"],
             )
-        diagonals = tangent_kernel_diagonal(
+        diagonals = tangent_kernel_diagonal(  # from this step's shared pass when there is one
             model, x, layers=self.layers, output=self.output, on_unsupported=self.on_unsupported
         )
         trace = float(sum(float(d.double().sum()) for d in diagonals.values()))
