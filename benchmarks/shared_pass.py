@@ -14,12 +14,14 @@ Run: python benchmarks/shared_pass.py [--n 64] [--repeat 7]
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import torch
-from _common import markdown_table, peak_memory_mib, time_call
+from _common import markdown_table, peak_memory_mib
 from monitor_overhead import MnistCNN, digits_28
 
 import jacspec
@@ -29,7 +31,7 @@ from jacspec.probes import Performance, PointJacobian, SpectralNorm, TangentKern
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=64, help="examples per split")
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=11)
     args = parser.parse_args()
     torch.manual_seed(0)
     x_train, y_train, x_test, y_test = digits_28()
@@ -66,20 +68,27 @@ def main() -> None:
             monitor_step([PointJacobian(), TangentKernel(), Performance(), SpectralNorm()]),
         ),
     ]
+    # interleaved: every repeat times each case once, so the ratios are paired (this machine is noisy)
+    for _, fn in cases:
+        fn()  # warm-up
+    times: list[list[float]] = [[] for _ in cases]
+    for _ in range(args.repeat):
+        for k, (_, fn) in enumerate(cases):
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
     rows = []
-    reference = None
-    for label, fn in cases:
-        _, seconds = time_call(fn, repeat=args.repeat, warmup=1)
+    for k, (label, fn) in enumerate(cases):
         calls[0] = 0
         _, peak = peak_memory_mib(fn)
-        forwards = calls[0]
-        reference = seconds if reference is None else reference
+        ratios = sorted(t / r for t, r in zip(times[k], times[0]))
         rows.append(
             {
                 "step": label,
-                "seconds": seconds,
-                "× TangentKernel alone": seconds / reference,
-                "forward calls": forwards,
+                "seconds": statistics.median(times[k]),
+                "× TangentKernel alone": statistics.median(ratios),
+                "ratio range": f"{ratios[0]:.3f}–{ratios[-1]:.3f}",
+                "forward calls": calls[0],
                 "peak MiB": peak,
             }
         )
@@ -87,7 +96,8 @@ def main() -> None:
         f"MNIST CNN (1.2 M parameters), n = {args.n} per split, 2 splits, c = 10, "
         f"{torch.get_num_threads()} thread(s), median of {args.repeat}"
     )
-    print(markdown_table(rows, ["step", "seconds", "× TangentKernel alone", "forward calls", "peak MiB"]))
+    columns = ["step", "seconds", "× TangentKernel alone", "ratio range", "forward calls", "peak MiB"]
+    print(markdown_table(rows, columns))
 
 
 if __name__ == "__main__":

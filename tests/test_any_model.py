@@ -157,6 +157,38 @@ def test_tangent_kernel_probe_matches_reference(case):
     assert ds.attrs["implementation"] in ("structured", "functional")
 
 
+def test_tangent_complexity_matches_reference(case):
+    # reference: ‖Φ‖_F² = Tr K from the per-example loop; the complexity Σ_t ‖δw_t‖ ‖Φ_t‖_F of one update
+    from jacspec.probes import TangentComplexity
+
+    model, x = case.make(n=N)
+    probe = TangentComplexity()
+    first = probe.measure(model, x)
+    trace = float(sum(torch.trace(k) for k in reference_layer_kernels(reference_jacobians(model, x)).values()))
+    assert float(first["trace"]) == pytest.approx(trace, rel=1e-10, abs=1e-12)
+    weights = [p for p in model.parameters() if p.requires_grad]
+    with torch.no_grad():
+        for p in weights:
+            p.add_(0.01)
+    step = float(np.sqrt(sum(p.numel() for p in {id(p): p for p in weights}.values()))) * 0.01
+    second = probe.measure(model, x)
+    assert float(second["update_norm"]) == pytest.approx(step, rel=1e-10)
+    assert float(second["complexity"]) == pytest.approx(step * np.sqrt(trace), rel=1e-10)
+
+
+def test_performance_matches_reference(case):
+    # reference: torch's cross-entropy and argmax of the eval-mode logits
+    from jacspec.probes import Performance
+
+    model, x = case.make(n=N)
+    y = torch.arange(N) % case.n_classes
+    ds = Performance().measure(model, x, y)
+    with torch.no_grad():
+        logits = model(x)
+    assert float(ds["loss"]) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-12)
+    assert float(ds["accuracy"]) == pytest.approx(float((logits.argmax(1) == y).double().mean()), abs=0)
+
+
 def test_tangent_kernel_lanczos_matches_reference(case):
     # the matrix-free path (TangentKernel(method="lanczos")) on every zoo model against the slow float64
     # reference kernel (per-example torch.func Jacobians): the top eigenvalues (to the Lanczos tolerance), the

@@ -67,7 +67,8 @@ def test_probe_statistics_equal_numpy(zoo_case, center):
 def test_probe_layer_variables():
     model, x = ZOO[2].make(n=5)  # residual: inp, block.fc1, block.fc2, out
     y = torch.tensor([0, 1, 2, 1, 0])
-    ds = TangentKernel(center_features=False).measure(model, x, y)  # the reference kernel is uncentered
+    # the reference kernel is uncentered
+    ds = TangentKernel(center_features=False, layer_statistics=True).measure(model, x, y)
     assert list(ds["layer"].values) == ["inp", "block.fc1", "block.fc2", "out"]
     assert float(ds["layer_trace"].sum()) == pytest.approx(float(ds["trace"]), rel=1e-10)  # Σ_ℓ Tr K^ℓ = Tr K
     for name in ds["layer"].values:
@@ -85,6 +86,7 @@ def test_probe_layer_variables():
 
 def test_probe_without_labels_and_options():
     model, x = ZOO[0].make(n=4)
+    assert "layer_effective_rank" not in TangentKernel().measure(model, x)  # per-layer spectra are opt-in
     ds = TangentKernel(layer_statistics=False, trace_ks=[3, 1, 500]).measure(model, x)
     assert "cka_labels" not in ds and "layer_cka_labels" not in ds and "layer_effective_rank" not in ds
     assert list(ds["k"].values) == [1, 3]  # sorted, k > n·c = 12 dropped

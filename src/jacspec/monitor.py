@@ -459,12 +459,25 @@ class Monitor:
             disable=None if self.progress else True,
         )
         passes = self._shared_passes()
+        run_order = jobs
+        if passes:  # split by split, so that a split's shared pass is used up before the next one runs
+            order = {split: k for k, split in enumerate(self.data)}
+            run_order = sorted(jobs, key=lambda job: -1 if job[1] is None else order[job[1]])
         try:
             # one snapshot of the model per step, and one shared pass per split (not one per probe)
             with step_snapshot(self.model) as state, sharing(list(passes.values())):
-                self._run_jobs(step, jobs, results, seconds, failures, bar, state)
+                self._run_jobs(step, run_order, results, seconds, failures, bar, state)
         finally:
             bar.close()
+        # results (and the store, the callbacks) in the probes' order, whatever order they ran in
+        ranked = {(probe.name, split): k for k, (probe, split) in enumerate(jobs)}
+        failures.sort(key=lambda f: ranked.get((f.probe, f.split), len(ranked)))
+        for table in (results, seconds):
+            for name in table:
+                table[name] = dict(sorted(table[name].items(), key=lambda kv: ranked.get((name, kv[0]), 0)))
+            ordered = sorted(table, key=lambda name: min(v for (p, _), v in ranked.items() if p == name))
+            for name in ordered:
+                table[name] = table.pop(name)
         # forward passes each split's shared pass ran (one when the probes that share it could)
         self._shared_forward_passes = {split: shared.forward_passes for split, shared in passes.items()}
         self._last_probed = step
