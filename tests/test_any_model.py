@@ -548,3 +548,20 @@ def test_functional_layers_subset(case_id, layer):
     _close(kernels[layer], reference[layer], f"{case_id} {layer}")
     skipped = json.loads(report["parameters_skipped"])
     assert skipped and set(skipped.values()) == {"not used"}
+
+
+@pytest.mark.parametrize("case_id", ["hf_bert", "lstm_batch_first", "tied_linears", "mlp"])
+def test_tangent_kernel_repeated_calls_reuse_what_they_learnt(case_id):
+    # the second call skips the one-example forward and (on models the hooks cannot take) the hooked forward;
+    # reference: the first call, and a fresh probe after the model changed its number of outputs
+    case = next(c for c in ALL_ZOO if c.id == case_id)
+    model, x = case.make(n=N)
+    probe = TangentKernel(center_features=False, return_kernel=True)
+    first, second = probe.measure(model, x), probe.measure(model, x)
+    np.testing.assert_array_equal(second["kernel"].values, first["kernel"].values)
+    assert second.attrs["implementation"] == first.attrs["implementation"]
+    if case_id == "mlp":
+        model[-1] = nn.Linear(model[-1].in_features, 5).double()  # same model object, now c = 5
+        third = probe.measure(model, x)
+        reference = reference_layer_kernels(reference_jacobians(model, x))
+        _close(torch.from_numpy(third["kernel"].values), sum(reference.values()), "c changed")

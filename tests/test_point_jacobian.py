@@ -281,3 +281,16 @@ def test_huge_finite_jacobian_is_not_flagged():
     sigma = jacobian_singular_values(jac, method="svd")
     assert torch.isfinite(sigma[0]).all() and torch.isnan(sigma[1]).all()
     assert sigma[0, 0].item() == pytest.approx(math.hypot(1.0, 0.9) * 1e308)
+
+
+@pytest.mark.parametrize("hint", [None, 3, 1, 50])
+def test_a_wrong_output_count_hint_is_caught(hint):
+    # reference: the paper's per-example loop; the hint only sizes chunks, a wrong one is detected and redone
+    from jacspec.probes.point_jacobian import per_example_singular_values, point_jacobian_singular_values
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+    x = torch.randn(6, 5, dtype=torch.float64)
+    sigma, out = point_jacobian_singular_values(model, x, n_outputs=hint)
+    torch.testing.assert_close(sigma, per_example_singular_values(model, x), rtol=1e-12, atol=1e-12)
+    assert out.shape == (6, 3)

@@ -117,15 +117,16 @@ def input_jacobians(
     n = x.shape[0]
     d = int(np.prod(x.shape[1:])) if x.dim() > 1 else 1
     if method == "batched":
+        from jacspec.kernels import _output_gradients
+
         with torch.enable_grad():
             xg = x.detach().clone().requires_grad_(True)
             out = _forward(model, xg, output)
             c = out.shape[1]
-            rows = []
-            for a in range(c):  # one backward pass per output unit, through the whole chunk
-                (grad,) = torch.autograd.grad(out[:, a].sum(), xg, retain_graph=a < c - 1, allow_unused=True)
-                rows.append(torch.zeros_like(xg) if grad is None else grad)
-            jac = torch.stack(rows, dim=1).reshape(n, c, d)
+            # the c backward passes through the whole chunk, batched (one per output unit where an operation
+            # has no batching rule); each example's rows are its own Jacobian (examples do not interact)
+            (grad,) = _output_gradients(out, [xg])  # (c, n, *input_shape)
+            jac = grad.movedim(0, 1).reshape(n, c, d)
         return jac, out.detach()
     if method == "vmap":
         from torch.func import jacrev, vmap
@@ -253,6 +254,7 @@ def point_jacobian_singular_values(
     spectrum: SpectrumMethod = "auto",
     chunk_size: int | None = None,
     progress: bool = False,
+    n_outputs: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Singular values of the point Jacobian at every example, computed chunk by chunk.
 
@@ -272,6 +274,9 @@ def point_jacobian_singular_values(
         Examples per chunk; by default chosen so that a chunk's float64 Jacobians take ≤ 64 MiB.
     progress : bool
         Show a tqdm progress bar over chunks.
+    n_outputs : int, optional
+        The number of outputs ``c`` when known (sizes the default chunk without a one-example forward
+        pass); checked against the output, and the chunks are sized again if it was wrong.
 
     Returns
     -------
@@ -300,10 +305,12 @@ def point_jacobian_singular_values(
     method = "batched" if jacobian == "auto" else jacobian
     n = x.shape[0]
     d = int(np.prod(x.shape[1:])) if x.dim() > 1 else 1
+    hinted = chunk_size is None and n_outputs is not None
     if chunk_size is None:
-        with torch.no_grad():
-            c = _forward(model, x[:1], output).shape[1]
-        chunk_size = max(1, min(n, (64 * 2**20) // max(1, 8 * c * d)))
+        if n_outputs is None:
+            with torch.no_grad():
+                n_outputs = _forward(model, x[:1], output).shape[1]
+        chunk_size = max(1, min(n, (64 * 2**20) // max(1, 8 * n_outputs * d)))
     from tqdm.auto import tqdm
 
     sigmas, outs = [], []
@@ -311,6 +318,8 @@ def point_jacobian_singular_values(
     for start in tqdm(starts, desc="point Jacobian", unit="chunk", disable=not progress, leave=False):
         chunk = x[start : start + chunk_size]
         jac, out = input_jacobians(model, chunk, output=output, method=method)
+        if hinted and out.shape[1] != n_outputs:  # a wrong hint: size the chunks from the real c
+            return point_jacobian_singular_values(model, x, output, jacobian, spectrum, None, progress)
         sigmas.append(jacobian_singular_values(jac, method=spectrum))
         outs.append(out)
         del jac
@@ -427,6 +436,7 @@ class PointJacobian(Probe):
         self.chunk_size = chunk_size
         self.fit_modes = bool(fit_modes)
         self.progress = bool(progress)
+        self._outputs_seen: dict[tuple, int] = {}
 
     def _chunk_under_budget(self, model: nn.Module, x: torch.Tensor) -> int | None:
         """The chunk size that keeps the estimated peak under ``max_memory``; refuse when none can."""
@@ -485,6 +495,7 @@ class PointJacobian(Probe):
         if jacobians is not None:  # this step's shared pass: the same c backward passes, run once for every probe
             sigma, out = jacobian_singular_values(jacobians, method=self.spectrum), shared.logits()
         else:
+            key = (id(model), tuple(x.shape[1:]), x.dtype)  # c seen last time: saves a one-example forward
             sigma, out = point_jacobian_singular_values(
                 model,
                 x,
@@ -493,7 +504,9 @@ class PointJacobian(Probe):
                 spectrum=self.spectrum,
                 chunk_size=self._chunk_under_budget(model, x),
                 progress=self.progress,
+                n_outputs=self._outputs_seen.get(key),
             )
+            self._outputs_seen = {key: int(out.shape[1])}
         sigma_np = sigma.cpu().numpy()
         n, k = sigma_np.shape
         finite = np.isfinite(sigma_np).all(axis=1)

@@ -273,6 +273,7 @@ class TangentKernel(Probe):
         self.on_unsupported = on_unsupported
         self.memory_budget_gb = budget / 2**30  # what the kernel functions take
         self.mode = mode
+        self._seen: dict[tuple, dict[str, Any]] = {}
 
     def measure(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> xr.Dataset:
         if self.cka is True and y is None:
@@ -285,12 +286,20 @@ class TangentKernel(Probe):
         from jacspec.engine.shared_pass import active_pass
 
         shared = active_pass(model, x) if self._shares(x) else None
+        # what the last call on this model and input shape learnt: c, and whether "auto" had to take the
+        # functional engine (always exact, so reusing that choice is safe; it saves the hooked forward pass)
+        key = (id(model), tuple(x.shape[1:]), x.dtype)
+        seen = self._seen.get(key, {})
         # one example's forward sizes every budget before anything large (or this step's shared pass)
-        c = shared.n_outputs() if shared is not None else self._n_outputs(model, x)
+        if shared is not None:
+            c = shared.n_outputs()
+        else:
+            c = seen["c"] if "c" in seen else self._n_outputs(model, x)
         if self._choose_method(model, x.shape[0], c) == "lanczos":
             return self._measure_lanczos(model, x, y, c)
         self._check_dense_memory(model, x.shape[0], c)
         report: dict[str, Any] = {}
+        reuse = self.implementation == "auto" and "functional_because" in seen and shared is None
         kernels = layerwise_tangent_kernels(
             model,
             x,
@@ -298,12 +307,19 @@ class TangentKernel(Probe):
             output=self.output,
             on_unsupported=self.on_unsupported,
             memory_budget_gb=self.memory_budget_gb,
-            implementation=self.implementation,
+            implementation="functional" if reuse else self.implementation,
             report=report,
         )
+        if reuse:
+            report["functional_because"] = seen["functional_because"]
         n = x.shape[0]
         first = next(iter(kernels.values()))
+        if first.shape[0] != n * c and "c" in seen:  # the model changed its outputs: forget what was seen
+            self._seen.clear()
         c = first.shape[0] // n
+        self._seen = {key: {"c": c}}
+        if "functional_because" in report:
+            self._seen[key]["functional_because"] = report["functional_because"]
         if self.center_features:
             kernels = {name: center_features(k, n, c) for name, k in kernels.items()}
         total = sum(kernels.values())
