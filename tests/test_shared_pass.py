@@ -91,6 +91,9 @@ def test_one_forward_per_split_when_the_probes_share_the_pass(case_id):
     monitor = Monitor(model, probes, data=data, every=1)
     calls[0] = 0
     monitor.step(1, force=True)
+    assert calls[0] == 2 * len(data)  # the first step finds c with a one-example forward, then one pass
+    calls[0] = 0
+    monitor.step(2, force=True)
     assert calls[0] == len(data)  # PointJacobian + TangentKernel + TangentComplexity + Performance
     assert monitor._shared_forward_passes == {split: 1 for split in data}
     # the same probes measured one by one run the model many more times
@@ -109,8 +112,9 @@ def test_models_outside_the_hooks_share_the_input_pass(case_id):
     data = _splits(case)
     calls = _count_forwards(model)
     monitor = Monitor(model, [PointJacobian(), Performance()], data=data, every=1)
-    calls[0] = 0
     monitor.step(1, force=True)
+    calls[0] = 0
+    monitor.step(2, force=True)
     assert calls[0] == len(data)
 
 
@@ -156,7 +160,7 @@ def test_a_warning_reaches_the_probe_that_asked():
 
 def test_the_pass_is_found_only_for_its_own_model_and_batch():
     model, x = nn.Linear(3, 2).double(), torch.randn(4, 3, dtype=torch.float64)
-    shared = SharedPass(model, x)
+    shared = SharedPass(model, x, outputs_hint=2)
     shared.request_input_jacobians()
     with sharing([shared]):
         assert active_pass(model, x) is shared
@@ -216,3 +220,34 @@ def test_a_user_probe_keeps_its_own_full_snapshot():
     results = Monitor(model, [Shift(), Performance()], data=data, every=1).step(1, force=True)
     for split in data:
         _assert_same(results["performance"][split], expected[split], split)
+
+
+def test_nothing_runs_over_the_whole_batch_for_a_kernel_that_goes_matrix_free(monkeypatch):
+    # n·c = 4500 > the dense limit: TangentKernel(method="auto") goes Lanczos; the pass declines its factors
+    # before any large forward (only the one-example forward that finds c runs), and the result equals the
+    # probe measured alone (seeded Lanczos)
+    case = next(c for c in ALL_ZOO if c.id == "mlp")
+    model, _ = case.make()
+    torch.manual_seed(2)
+    data = {"train": (torch.randn(1500, 6, dtype=torch.float64), torch.randint(0, 3, (1500,)))}
+    import jacspec.kernels as kernels
+
+    collect, shared_collects = kernels._collect, []
+
+    def spy(*args, **kwargs):
+        if kwargs.get("sink") is not None:  # the shared pass's hooked forward over the whole batch
+            shared_collects.append(args[1].shape[0])
+        return collect(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "_collect", spy)
+    probe = TangentKernel(top_k=4)
+    monitor = Monitor(model, [probe], data=data, every=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = monitor.step(1, force=True)
+        alone = TangentKernel(top_k=4).measure(model, *data["train"])
+    assert results["tangent_kernel"]["train"].attrs["method"] == "lanczos"
+    assert monitor._shared_forward_passes == {"train": 1} and shared_collects == []
+    np.testing.assert_allclose(
+        results["tangent_kernel"]["train"]["eigenvalues"].values, alone["eigenvalues"].values, rtol=1e-10
+    )

@@ -480,6 +480,7 @@ class Monitor:
                 table[name] = table.pop(name)
         # forward passes each split's shared pass ran (one when the probes that share it could)
         self._shared_forward_passes = {split: shared.forward_passes for split, shared in passes.items()}
+        self._shared_outputs = {split: shared.outputs for split, shared in passes.items() if shared.outputs}
         self._last_probed = step
         if failures:
             self.errors.extend(failures)
@@ -496,8 +497,9 @@ class Monitor:
         if self.world_size > 1:  # sharded probes see row blocks, not the split's batch
             return {}
         passes = {}
+        hints = getattr(self, "_shared_outputs", {})  # c seen at the previous step: saves a one-example forward
         for split, (x, _) in self.data.items():
-            shared = SharedPass(self.model, x)
+            shared = SharedPass(self.model, x, outputs_hint=hints.get(split))
             for probe in self.probes:
                 if probe.needs_input:
                     try:

@@ -20,7 +20,7 @@ Examples
 >>> import torch
 >>> from jacspec.engine.shared_pass import SharedPass, sharing, active_pass
 >>> model, x = torch.nn.Linear(3, 2), torch.randn(4, 3)
->>> shared = SharedPass(model, x)
+>>> shared = SharedPass(model, x, outputs_hint=2)  # c = 2 known (else a one-example forward finds it)
 >>> shared.request_logits()
 >>> with sharing([shared]):
 ...     bool(torch.allclose(active_pass(model, x).logits(), model(x)))
@@ -59,6 +59,7 @@ class _FactorRequest:
     result: Any = None
     error: BaseException | None = None
     caught: list[warnings.WarningMessage] = field(default_factory=list)
+    declined: bool = False
 
 
 class SharedPass:
@@ -70,6 +71,11 @@ class SharedPass:
         The network, in the mode every requesting probe measures in (eval).
     x : torch.Tensor
         The batch (examples first). Probes find the pass by the identity of ``model`` and ``x``.
+    outputs_hint : int, optional
+        The number of outputs ``c`` if known (the Monitor passes the previous step's); otherwise a
+        one-example forward pass finds it. Either way every request's predicate is evaluated with ``c``
+        *before* the pass, so a result nobody will use (a tangent kernel that goes matrix-free, input
+        Jacobians larger than their chunk) is never computed over the whole batch.
 
     Notes
     -----
@@ -86,16 +92,18 @@ class SharedPass:
     >>> import torch
     >>> from jacspec.engine.shared_pass import SharedPass
     >>> model, x = torch.nn.Linear(3, 2), torch.randn(4, 3)
-    >>> shared = SharedPass(model, x)
+    >>> shared = SharedPass(model, x, outputs_hint=2)
     >>> shared.request_input_jacobians()
     >>> jacobians = shared.input_jacobians()  # (n, c, d): each example's ∂f/∂x, here the weight
     >>> tuple(jacobians.shape), bool(torch.allclose(jacobians[0], model.weight)), shared.forward_passes
     ((4, 2, 3), True, 1)
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor):
+    def __init__(self, model: nn.Module, x: torch.Tensor, outputs_hint: int | None = None):
         self.model = model
         self.x = x
+        self.outputs_hint = outputs_hint
+        self.outputs: int | None = None
         self.forward_passes = 0
         self._logits_wanted = False
         self._input_when: SizePredicate | None = None
@@ -148,8 +156,7 @@ class SharedPass:
     def n_outputs(self) -> int:
         """``c``, the number of outputs per example (-1 when the output is not ``(n, c)``)."""
         self._run()
-        logits = self._logits
-        return int(logits.shape[1]) if logits.dim() == 2 and logits.shape[0] == self.x.shape[0] else -1
+        return -1 if self.outputs is None else self.outputs
 
     def input_jacobians(self) -> torch.Tensor | None:
         """``(n, c, d)`` Jacobians of each example's output with respect to its input, or None if not computed."""
@@ -169,6 +176,8 @@ class SharedPass:
         ):
             return None
         self._run()
+        if request.declined:  # not wanted at this size (e.g. the kernel goes matrix-free): compute your own
+            return None
         for caught in request.caught:
             warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
         request.caught = []
@@ -189,8 +198,16 @@ class SharedPass:
         from jacspec.kernels import _collect
 
         x = self.x
-        want_input = self._input_when is not None and x.is_floating_point()
+        n = x.shape[0]
+        c = self.outputs_hint if self.outputs_hint is not None else self._one_example_outputs()
+        self.outputs = c if c >= 1 else None
+        # what is still wanted at this (n, c), decided before anything runs over the whole batch
+        want_input = self._input_when is not None and x.is_floating_point() and c >= 1 and self._input_when(n, c)
         request = self._factors
+        if request is not None and not (c >= 1 and request.when(n, c)):
+            request.declined, request = True, None
+        if request is None and not want_input and not self._logits_wanted:
+            return
         with math_attention() if request is not None else contextlib.nullcontext():
             if request is not None:
                 xg = x.detach().clone().requires_grad_(True) if want_input else x
@@ -218,6 +235,7 @@ class SharedPass:
                 request.caught = list(caught)
                 if "f" in sink:
                     self._logits = sink["f"]
+                    self.outputs = int(self._logits.shape[1])
                     if want_input:
                         n, c = self._logits.shape
                         if self._input_when(n, c):
@@ -225,6 +243,12 @@ class SharedPass:
                             self._input_jacobians = grad.movedim(0, 1).reshape(n, c, -1)
                     return
             self._plain_pass(want_input)
+
+    def _one_example_outputs(self) -> int:
+        self.forward_passes += 1
+        with torch.no_grad():
+            out = self.model(self.x[:1])
+        return int(out.shape[1]) if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[0] == 1 else -1
 
     def _plain_pass(self, want_input: bool) -> None:
         from jacspec.kernels import _output_gradients
@@ -234,12 +258,15 @@ class SharedPass:
         if not want_input:
             with torch.no_grad():
                 self._logits = self.model(x)
+            if isinstance(self._logits, torch.Tensor) and self._logits.dim() == 2:
+                self.outputs = int(self._logits.shape[1])
             return
         with torch.enable_grad():
             xg = x.detach().clone().requires_grad_(True)
             f = self.model(xg)
             if isinstance(f, torch.Tensor) and f.dim() == 2 and f.shape[0] == x.shape[0] and f.is_floating_point():
                 n, c = f.shape
+                self.outputs = int(c)
                 if self._input_when(n, c):
                     (grad,) = _output_gradients(f, [xg])
                     self._input_jacobians = grad.movedim(0, 1).reshape(n, c, -1)
