@@ -11,8 +11,10 @@ different weights, ranks with different probe batches and a probe failing on ran
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -94,6 +96,17 @@ def _init(rank: int, world: int, port: int, timeout_s: float | None = None) -> N
     torch.set_num_threads(1)
     timeout = {} if timeout_s is None else {"timeout": datetime.timedelta(seconds=timeout_s)}
     dist.init_process_group("gloo", rank=rank, world_size=world, **timeout)
+
+
+@contextlib.contextmanager
+def _process_group(rank: int, world: int, port: int, timeout_s: float | None = None) -> Iterator[None]:
+    """A worker's process group: on success both ranks meet at a barrier before either tears it down."""
+    _init(rank, world, port, timeout_s)
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def _worker(rank: int, world: int, port: int, folder: str) -> None:
@@ -284,8 +297,7 @@ def _lanczos_probes():
 
 
 def _lanczos_worker(rank: int, world: int, port: int, folder: str) -> None:
-    _init(rank, world, port)
-    try:
+    with _process_group(rank, world, port):
         _, _, probe_x, probe_y = _data()
         out = {}
         for name, build in (("mlp", _model), ("conv", _conv_model)):
@@ -305,9 +317,6 @@ def _lanczos_worker(rank: int, world: int, port: int, folder: str) -> None:
             }
             monitor.close()
         torch.save(out, os.path.join(folder, f"lanczos{rank}.pt"))
-        dist.barrier()  # both ranks done before either tears the group down
-    finally:
-        dist.destroy_process_group()
 
 
 def test_lanczos_tangent_kernel_rows_sharded_across_two_ranks(tmp_path):
@@ -338,8 +347,7 @@ HESSIANS = ("exact", "ggn", "hutchinson")
 
 
 def _weight_information_worker(rank: int, world: int, port: int, folder: str) -> None:
-    _init(rank, world, port)
-    try:
+    with _process_group(rank, world, port):
         _, _, probe_x, probe_y = _data()
         model = nn.parallel.DistributedDataParallel(_model())
         probes = [WeightInformation(hessian=h, n_probes=20) for h in HESSIANS]
@@ -357,9 +365,6 @@ def _weight_information_worker(rank: int, world: int, port: int, folder: str) ->
         }
         monitor.close()
         torch.save(out, os.path.join(folder, f"wi{rank}.pt"))
-        dist.barrier()  # both ranks done before either tears the group down
-    finally:
-        dist.destroy_process_group()
 
 
 def test_weight_information_hessian_rows_sharded_across_two_ranks(tmp_path):
@@ -382,8 +387,7 @@ def _callback_worker(rank: int, world: int, port: int, folder: str, framework: s
     from types import SimpleNamespace
 
     # a short timeout: a Monitor on one rank only would wait for the other at its first collective
-    _init(rank, world, port, timeout_s=60)
-    try:
+    with _process_group(rank, world, port, timeout_s=60):
         x, y, probe_x, probe_y = _data()
         half = slice(rank * 8, (rank + 1) * 8)
         model = nn.parallel.DistributedDataParallel(_model())
@@ -419,9 +423,6 @@ def _callback_worker(rank: int, world: int, port: int, folder: str, framework: s
         else:
             callback.on_train_end(None, state, control)
         torch.save({"created": created}, os.path.join(folder, f"{framework}{rank}.pt"))
-        dist.barrier()  # both ranks done before either tears the group down
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("framework", ["lightning", "huggingface"])
@@ -442,8 +443,7 @@ def test_framework_callbacks_probe_on_every_rank_under_ddp(tmp_path, framework):
 def _same_failure_worker(rank: int, world: int, port: int, folder: str) -> None:
     import warnings
 
-    _init(rank, world, port, timeout_s=60)
-    try:
+    with _process_group(rank, world, port, timeout_s=60):
         _, _, probe_x, probe_y = _data()
         model = nn.parallel.DistributedDataParallel(_conv_model())
         # the Conv1d weight needs one Hessian-vector product per entry: refused above max_exact_parameters=1,
@@ -462,9 +462,6 @@ def _same_failure_worker(rank: int, world: int, port: int, folder: str) -> None:
         }
         monitor.close()
         torch.save(out, os.path.join(folder, f"fail{rank}.pt"))
-        dist.barrier()  # both ranks done before either tears the group down
-    finally:
-        dist.destroy_process_group()
 
 
 def test_an_error_every_rank_meets_in_a_sharded_hessian_is_reported_on_rank_0(tmp_path):

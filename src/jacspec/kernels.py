@@ -65,6 +65,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from jacspec.engine.attention import with_math_attention
 from jacspec.engine.jacobian import FunctionalJacobian
 from jacspec.engine.parameters import module_name, owner_of, tied_parameters, trainable_parameters
+from jacspec.engine.shared_pass import active_pass
 from jacspec.engine.usage import ReadTracker
 from jacspec.memory import check_memory
 
@@ -829,8 +830,6 @@ def _factors(
     factors_a = factors_b = None
     if implementation in ("auto", "structured"):
         try:
-            from jacspec.engine.shared_pass import active_pass
-
             shared = active_pass(model, x) if output is None and x2 is None else None
             taken = None if shared is None else shared.layer_factors(names, on_unsupported, implementation == "auto")
             if taken is not None:  # this step's shared pass collected them (one forward for every probe)

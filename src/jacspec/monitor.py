@@ -302,6 +302,8 @@ class Monitor:
         self.errors: list[ProbeFailure] = []
         self._closed = False
         self._last_probed: int | None = None
+        self._shared_forward_passes: dict[str, int] = {}  # per split, at the last probed step
+        self._shared_outputs: dict[str, int] = {}  # c per split, the next step's shared-pass hint
         self.rank, self.world_size = rank_and_world_size()
         self.model = check_model(unwrap_model(model))  # DDP's inner module: probing runs none of its hooks
         self.probes = _check_probes(probes)
@@ -471,13 +473,14 @@ class Monitor:
             bar.close()
         # results (and the store, the callbacks) in the probes' order, whatever order they ran in
         ranked = {(probe.name, split): k for k, (probe, split) in enumerate(jobs)}
-        failures.sort(key=lambda f: ranked.get((f.probe, f.split), len(ranked)))
+        failures.sort(key=lambda f: ranked[(f.probe, f.split)])
         for table in (results, seconds):
-            for name in table:
-                table[name] = dict(sorted(table[name].items(), key=lambda kv: ranked.get((name, kv[0]), 0)))
-            ordered = sorted(table, key=lambda name: min(v for (p, _), v in ranked.items() if p == name))
-            for name in ordered:
-                table[name] = table.pop(name)
+            ordered: dict[str, dict[str | None, Any]] = {}
+            for probe, split in jobs:
+                if split in table.get(probe.name, {}):
+                    ordered.setdefault(probe.name, {})[split] = table[probe.name][split]
+            table.clear()
+            table.update(ordered)
         # forward passes each split's shared pass ran (one when the probes that share it could)
         self._shared_forward_passes = {split: shared.forward_passes for split, shared in passes.items()}
         self._shared_outputs = {split: shared.outputs for split, shared in passes.items() if shared.outputs}
@@ -497,9 +500,9 @@ class Monitor:
         if self.world_size > 1:  # sharded probes see row blocks, not the split's batch
             return {}
         passes = {}
-        hints = getattr(self, "_shared_outputs", {})  # c seen at the previous step: saves a one-example forward
         for split, (x, _) in self.data.items():
-            shared = SharedPass(self.model, x, outputs_hint=hints.get(split))
+            # c seen at the previous step saves a one-example forward
+            shared = SharedPass(self.model, x, outputs_hint=self._shared_outputs.get(split))
             for probe in self.probes:
                 if probe.needs_input:
                     try:

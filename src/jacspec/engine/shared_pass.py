@@ -251,26 +251,22 @@ class SharedPass:
         return int(out.shape[1]) if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[0] == 1 else -1
 
     def _plain_pass(self, want_input: bool) -> None:
-        from jacspec.kernels import _output_gradients
-
-        x = self.x
         self.forward_passes += 1
-        if not want_input:
-            with torch.no_grad():
-                self._logits = self.model(x)
-            if isinstance(self._logits, torch.Tensor) and self._logits.dim() == 2:
+        if want_input:  # exactly PointJacobian's own computation on the whole batch
+            from jacspec.probes.point_jacobian import input_jacobians
+
+            try:
+                self._input_jacobians, self._logits = input_jacobians(self.model, self.x)
                 self.outputs = int(self._logits.shape[1])
-            return
-        with torch.enable_grad():
-            xg = x.detach().clone().requires_grad_(True)
-            f = self.model(xg)
-            if isinstance(f, torch.Tensor) and f.dim() == 2 and f.shape[0] == x.shape[0] and f.is_floating_point():
-                n, c = f.shape
-                self.outputs = int(c)
-                if self._input_when(n, c):
-                    (grad,) = _output_gradients(f, [xg])
-                    self._input_jacobians = grad.movedim(0, 1).reshape(n, c, -1)
-        self._logits = f.detach() if isinstance(f, torch.Tensor) else f
+                if not self._input_when(*self._logits.shape):  # the hinted c was wrong: not what was asked
+                    self._input_jacobians = None
+                return
+            except (TypeError, ValueError):  # an output that is not (n, c): each probe reports it itself
+                self.forward_passes += 1
+        with torch.no_grad():
+            self._logits = self.model(self.x)
+        if isinstance(self._logits, torch.Tensor) and self._logits.dim() == 2:
+            self.outputs = int(self._logits.shape[1])
 
 
 @contextlib.contextmanager
